@@ -89,3 +89,12 @@ static uint64_t clock_us(clockid_t id)
 uint64_t pl_now_mono_us(void) { return clock_us(CLOCK_MONOTONIC); }
 uint64_t pl_now_mono_ms(void) { return clock_us(CLOCK_MONOTONIC) / 1000u; }
 uint64_t pl_now_wall_ms(void) { return clock_us(CLOCK_REALTIME) / 1000u; }
+
+#ifndef PL_GIT_REV
+#define PL_GIT_REV "unknown"
+#endif
+
+const char *pl_build_revision(void)
+{
+    return PL_GIT_REV;
+}

@@ -53,4 +53,7 @@ uint64_t pl_now_mono_us(void);
 uint64_t pl_now_mono_ms(void);
 uint64_t pl_now_wall_ms(void);
 
+/* The git revision parleyd was built from ("unknown" outside a checkout). */
+const char *pl_build_revision(void);
+
 #endif

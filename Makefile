@@ -1,0 +1,73 @@
+# parley: the two commands of the README, plus helpers.
+#   make run    install what is missing, build, run parleyd on configs/parley.ini
+#   make test   install what is missing, build, run every test suite (unit + integration,
+#               normal and address+undefined-sanitizer builds)
+# Other targets: build, unit, integration, test-asan, test-tsan, fuzz, bench, clean.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+JOBS ?= $(shell nproc)
+BUILD ?= build
+CONFIG ?= configs/parley.ini
+CMAKE_FLAGS ?=
+ifeq ($(CI),true)
+  CMAKE_FLAGS += -DPL_WERROR=ON
+endif
+
+.PHONY: all deps deps-run build run test unit integration test-asan test-tsan fuzz bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+deps-run:
+	@scripts/install-deps --run
+
+# configure + build one tree: $(1) = build dir, $(2) = extra cmake flags
+define build_tree
+	@cmake -S . -B $(1) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) $(2) >/dev/null
+	@cmake --build $(1) -j $(JOBS) -- --no-print-directory
+endef
+
+build: deps-run
+	$(call build_tree,$(BUILD),)
+
+run: build
+	@scripts/dev-cert var/dev-cert
+	exec $(BUILD)/app/parleyd --config $(CONFIG)
+
+unit:
+	$(call build_tree,$(BUILD),)
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 300
+
+integration:
+	$(call build_tree,$(BUILD),)
+	PARLEYD=$(abspath $(BUILD))/app/parleyd node --test --test-concurrency=1 tests/integration/
+
+test-asan:
+	$(call build_tree,$(BUILD)-asan,-DPL_SANITIZE=address)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(BUILD)-asan --output-on-failure -j $(JOBS) --timeout 300 -LE slow
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  PARLEYD=$(abspath $(BUILD))-asan/app/parleyd node --test --test-concurrency=1 tests/integration/
+
+test-tsan:
+	$(call build_tree,$(BUILD)-tsan,-DPL_SANITIZE=thread)
+	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(BUILD)-tsan --output-on-failure -j $(JOBS) --timeout 300 -LE slow
+
+test: deps
+	@echo "== unit tests (ctest) =="
+	@$(MAKE) --no-print-directory unit
+	@echo "== integration tests (node --test) =="
+	@$(MAKE) --no-print-directory integration
+	@echo "== address+undefined sanitizer build: unit + integration =="
+	@$(MAKE) --no-print-directory test-asan
+
+fuzz:
+	$(call build_tree,$(BUILD)-fuzz,-DPL_FUZZ=ON -DCMAKE_C_COMPILER=clang)
+
+bench: build
+	@ls bench/*/run 2>/dev/null | while read -r b; do echo "== $$b"; done
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz
