@@ -350,6 +350,16 @@ static void app_close(pl_app_t *app)
 
 int pl_app_main(const pl_app_args_t *args)
 {
+    if (args->config_docs) {
+        const pl_opt_table_t **schema = pl_app_schema();
+        pl_buf_t b;
+        pl_buf_init(&b);
+        pl_config_render_docs((pl_config_schema_t)schema, &b);
+        fputs(b.data ? b.data : "", stdout);
+        pl_buf_deinit(&b);
+        free(schema);
+        return 0;
+    }
     pl_app_t *app = pl_xcalloc(1, sizeof *app);
     int status = 0;
     if (app_open(app, args) != 0) {

@@ -26,6 +26,7 @@ typedef struct pl_app_args {
     const char **overrides;         /* "section.key=value" */
     size_t n_overrides;
     bool check_config;
+    bool config_docs;               /* print the Markdown key reference and exit */
 } pl_app_args_t;
 
 /* Loads and validates the config, runs parleyd until SIGTERM/SIGINT and drains.

@@ -14,6 +14,7 @@ static void usage(FILE *out)
           "  -c, --config FILE     INI configuration (default: built-in defaults only)\n"
           "  -s, --set K=V         override one key, e.g. --set admin.listen=127.0.0.1:9191\n"
           "      --check-config    validate, print the effective config (secrets masked), exit\n"
+          "      --config-docs     print the Markdown reference of every key (docs/OPERATIONS.md)\n"
           "  -V, --version         print the version and exit\n"
           "Secrets may come from the environment: PARLEY_<SECTION>_<KEY>, e.g. PARLEY_ADMIN_TOKEN.\n"
           "Exit status: 0 clean stop, 1 start-up failure, 2 configuration error.\n", out);
@@ -25,6 +26,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"set", required_argument, NULL, 's'},
         {"check-config", no_argument, NULL, 'C'},
+        {"config-docs", no_argument, NULL, 'D'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -37,6 +39,7 @@ int main(int argc, char **argv)
         case 'c': args.config_path = optarg; break;
         case 's': args.overrides[args.n_overrides++] = optarg; break;
         case 'C': args.check_config = true; break;
+        case 'D': args.config_docs = true; break;
         case 'V':
             printf("parleyd %s (%s)\n", PL_VERSION, pl_build_revision());
             free(args.overrides);
