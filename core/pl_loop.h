@@ -29,6 +29,7 @@ typedef void (*pl_timer_cb)(pl_loop_t *loop, pl_timer_t *t, void *arg);
 struct pl_timer {
     uint64_t due_ms;        /* private */
     uint64_t repeat_ms;     /* private */
+    uint64_t seq;           /* private: start order; equal due_ms fire in start order */
     size_t heap_index;      /* private: 0 = not armed, else index+1 */
     pl_timer_cb cb;         /* private */
     void *arg;              /* private */
