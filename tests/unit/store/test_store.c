@@ -1,0 +1,547 @@
+/* test_store.c: the store against a real SQLite file in a temp dir: migrations (fresh,
+ * incremental, newer-than-known, failing step), group commit (many writes queued behind
+ * a blocked batch commit as one transaction; batch_max splits), per-request savepoints,
+ * durability across close and reopen, replies delivered on the requester's loop thread,
+ * and the statement cache growing past its first size. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "store/pl_store.h"
+#include "core/pl_log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- fixtures ------------------------------------------------------------------ */
+
+static const pl_store_migration_t steps_v2[] = {
+    { 1, "CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER NOT NULL);" },
+    { 2, "ALTER TABLE kv ADD COLUMN note TEXT NOT NULL DEFAULT 'x';"
+         "CREATE TABLE extra(id INTEGER PRIMARY KEY);" },
+};
+static const pl_store_schema_t schema_v1 = { "test", steps_v2, 1 };
+static const pl_store_schema_t schema_v2 = { "test", steps_v2, 2 };
+static const pl_store_schema_t *const schemas_v1[] = { &schema_v1 };
+static const pl_store_schema_t *const schemas_v2[] = { &schema_v2 };
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/pl-store-test-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static pl_store_t *open_store(const char *path, const pl_store_schema_t *const *schemas,
+                              unsigned batch_max)
+{
+    pl_store_opts_t o = { .path = path, .schemas = schemas, .n_schemas = 1,
+                          .batch_max = batch_max };
+    pl_store_t *st = NULL;
+    assert_int_equal(pl_store_open(&o, &st), 0);
+    return st;
+}
+
+/* A reply target that collects finished requests for the test thread. */
+typedef struct collector {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pl_msg_t *head;
+    size_t n;
+} collector_t;
+
+static void collector_post(void *target, pl_msg_t *msg)
+{
+    collector_t *c = target;
+    pthread_mutex_lock(&c->lock);
+    msg->next = c->head;
+    c->head = msg;
+    c->n++;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void collector_init(collector_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+}
+
+/* Waits for n replies and runs their done functions on this thread. */
+static void collector_wait(collector_t *c, size_t n)
+{
+    pthread_mutex_lock(&c->lock);
+    while (c->n < n)
+        pthread_cond_wait(&c->cond, &c->lock);
+    pl_msg_t *m = c->head;
+    c->head = NULL;
+    c->n -= n;
+    pthread_mutex_unlock(&c->lock);
+    while (m) {
+        pl_msg_t *next = m->next;
+        m->fn(NULL, m);
+        m = next;
+    }
+}
+
+/* A request that inserts (k, v), optionally failing after the insert. */
+typedef struct kv_req {
+    pl_store_req_t req;
+    char key[32];
+    int value;
+    bool fail_after;
+    int *done_status;           /* where done writes the status */
+    int *done_count;
+} kv_req_t;
+
+static int kv_insert_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    kv_req_t *r = PL_CONTAINER_OF(req, kv_req_t, req);
+    sqlite3_stmt *s = pl_store_prepare(conn, "INSERT INTO kv(k, v) VALUES (?1, ?2)");
+    if (!s)
+        return PL_ESTATE;
+    sqlite3_bind_text(s, 1, r->key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(s, 2, r->value);
+    int rc = pl_store_step_done(conn, s);
+    if (rc < 0)
+        return rc;
+    return r->fail_after ? -EINVAL : 0;
+}
+
+static int kv_read_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    kv_req_t *r = PL_CONTAINER_OF(req, kv_req_t, req);
+    sqlite3_stmt *s = pl_store_prepare(conn, "SELECT v FROM kv WHERE k = ?1");
+    sqlite3_bind_text(s, 1, r->key, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s) != SQLITE_ROW)
+        return -ENOENT;
+    r->value = sqlite3_column_int(s, 0);
+    return 0;
+}
+
+static void kv_done(pl_store_req_t *req)
+{
+    kv_req_t *r = PL_CONTAINER_OF(req, kv_req_t, req);
+    if (r->done_status)
+        *r->done_status = req->status;
+    if (r->done_count)
+        (*r->done_count)++;
+    free(r);
+}
+
+static kv_req_t *kv_new(pl_store_exec_fn exec, const char *key, int value, collector_t *c)
+{
+    kv_req_t *r = calloc(1, sizeof(*r));
+    r->req.exec = exec;
+    r->req.done = kv_done;
+    r->req.reply = (pl_store_reply_t){ collector_post, c };
+    snprintf(r->key, sizeof(r->key), "%s", key);
+    r->value = value;
+    return r;
+}
+
+/* Reads key synchronously; returns its value or -1 when absent. */
+static int kv_get(pl_store_t *st, const char *key)
+{
+    collector_t c;
+    collector_init(&c);
+    int status = 0, value = -1;
+    kv_req_t *r = kv_new(kv_read_exec, key, 0, &c);
+    r->done_status = &status;
+    pl_store_submit(st, &r->req);
+    pthread_mutex_lock(&c.lock);
+    while (c.n < 1)
+        pthread_cond_wait(&c.cond, &c.lock);
+    pthread_mutex_unlock(&c.lock);
+    /* Read the value before done frees the request. */
+    if (r->req.status == 0)
+        value = r->value;
+    c.head->fn(NULL, c.head);
+    PL_UNUSED(status);
+    return value;
+}
+
+/* ---- migrations ---------------------------------------------------------------- */
+
+static void test_migrations_fresh_and_incremental(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_t *st = open_store(f->path, schemas_v1, 0);
+    pl_store_close(st);
+    assert_int_equal(pl_store_schema_version(f->path, "test"), 1);
+
+    st = open_store(f->path, schemas_v2, 0);
+    pl_store_close(st);
+    assert_int_equal(pl_store_schema_version(f->path, "test"), 2);
+
+    /* Reopening at the same version applies nothing (ALTER TABLE would fail twice). */
+    st = open_store(f->path, schemas_v2, 0);
+    pl_store_close(st);
+    assert_int_equal(pl_store_schema_version(f->path, "test"), 2);
+    assert_int_equal(pl_store_schema_version(f->path, "other"), 0);
+}
+
+static void test_migration_newer_db_refused(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_close(open_store(f->path, schemas_v2, 0));
+    pl_store_opts_t o = { .path = f->path, .schemas = schemas_v1, .n_schemas = 1 };
+    pl_store_t *st = NULL;
+    assert_int_equal(pl_store_open(&o, &st), PL_ESTATE);
+    assert_null(st);
+}
+
+static void test_migration_failure_keeps_last_good_version(void **state)
+{
+    fixture_t *f = *state;
+    static const pl_store_migration_t bad[] = {
+        { 1, "CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER NOT NULL);" },
+        { 2, "CREATE TABLE half(x INTEGER); THIS IS NOT SQL;" },
+    };
+    static const pl_store_schema_t bad_schema = { "test", bad, 2 };
+    static const pl_store_schema_t *const bad_schemas[] = { &bad_schema };
+    pl_store_opts_t o = { .path = f->path, .schemas = bad_schemas, .n_schemas = 1 };
+    pl_store_t *st = NULL;
+    assert_int_equal(pl_store_open(&o, &st), PL_EPARSE);
+    assert_int_equal(pl_store_schema_version(f->path, "test"), 1);
+    /* The failing step's first statement was rolled back with it. */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "SELECT * FROM half", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void test_open_bad_path_fails(void **state)
+{
+    PL_UNUSED(state);
+    pl_store_opts_t o = { .path = "/nonexistent-dir/x/y.db", .schemas = schemas_v1,
+                          .n_schemas = 1 };
+    pl_store_t *st = NULL;
+    assert_true(pl_store_open(&o, &st) < 0);
+    assert_null(st);
+}
+
+/* ---- group commit -------------------------------------------------------------- */
+
+typedef struct blocker {
+    pl_store_req_t req;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool entered, released;
+} blocker_t;
+
+static int blocker_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    PL_UNUSED(conn);
+    blocker_t *b = PL_CONTAINER_OF(req, blocker_t, req);
+    pthread_mutex_lock(&b->lock);
+    b->entered = true;
+    pthread_cond_broadcast(&b->cond);
+    while (!b->released)
+        pthread_cond_wait(&b->cond, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+    return 0;
+}
+
+static void blocker_done(pl_store_req_t *req)
+{
+    PL_UNUSED(req);
+}
+
+static void blocker_start(blocker_t *b, pl_store_t *st, collector_t *c)
+{
+    memset(b, 0, sizeof(*b));
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    b->req.exec = blocker_exec;
+    b->req.done = blocker_done;
+    b->req.reply = (pl_store_reply_t){ collector_post, c };
+    pl_store_submit(st, &b->req);
+    pthread_mutex_lock(&b->lock);
+    while (!b->entered)
+        pthread_cond_wait(&b->cond, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void blocker_release(blocker_t *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->released = true;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void run_queued_writes(fixture_t *f, unsigned batch_max, int n, pl_store_stats_t *stats)
+{
+    pl_store_t *st = open_store(f->path, schemas_v2, batch_max);
+    collector_t c;
+    collector_init(&c);
+    blocker_t b;
+    blocker_start(&b, st, &c);
+    int done = 0, status_sum = 0;
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "k%d", i);
+        kv_req_t *r = kv_new(kv_insert_exec, key, i, &c);
+        r->done_count = &done;
+        r->done_status = &status_sum;
+        pl_store_submit(st, &r->req);
+    }
+    blocker_release(&b);
+    collector_wait(&c, (size_t)n + 1);
+    assert_int_equal(done, n);
+    assert_int_equal(status_sum, 0);
+    pl_store_get_stats(st, stats);
+    assert_int_equal(kv_get(st, "k0"), 0);
+    assert_int_equal(kv_get(st, "k499"), 499);
+    pl_store_close(st);
+}
+
+static void test_group_commit_one_transaction(void **state)
+{
+    pl_store_stats_t s;
+    run_queued_writes(*state, 1000, 500, &s);
+    /* The blocker's batch, then all 500 writes that queued behind it in one. */
+    assert_int_equal(s.batches, 2);
+    assert_int_equal(s.max_batch, 500);
+    assert_int_equal(s.requests, 501);
+    assert_int_equal(s.commit_failures, 0);
+}
+
+static void test_group_commit_respects_batch_max(void **state)
+{
+    pl_store_stats_t s;
+    run_queued_writes(*state, 100, 500, &s);
+    assert_int_equal(s.batches, 1 + 5);
+    assert_int_equal(s.max_batch, 100);
+}
+
+static void test_failed_request_rolls_back_only_itself(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_t *st = open_store(f->path, schemas_v2, 0);
+    collector_t c;
+    collector_init(&c);
+    blocker_t b;
+    blocker_start(&b, st, &c);
+    int s1 = 1, s2 = 1, s3 = 1, s4 = 1;
+    kv_req_t *r1 = kv_new(kv_insert_exec, "a", 1, &c);
+    kv_req_t *r2 = kv_new(kv_insert_exec, "b", 2, &c);     /* inserts, then fails */
+    kv_req_t *r3 = kv_new(kv_insert_exec, "a", 3, &c);     /* duplicate key */
+    kv_req_t *r4 = kv_new(kv_insert_exec, "c", 4, &c);
+    r2->fail_after = true;
+    r1->done_status = &s1; r2->done_status = &s2; r3->done_status = &s3; r4->done_status = &s4;
+    pl_store_submit(st, &r1->req);
+    pl_store_submit(st, &r2->req);
+    pl_store_submit(st, &r3->req);
+    pl_store_submit(st, &r4->req);
+    blocker_release(&b);
+    collector_wait(&c, 5);
+    assert_int_equal(s1, 0);
+    assert_int_equal(s2, -EINVAL);
+    assert_int_equal(s3, -EEXIST);
+    assert_int_equal(s4, 0);
+    assert_int_equal(kv_get(st, "a"), 1);
+    assert_int_equal(kv_get(st, "b"), -1);
+    assert_int_equal(kv_get(st, "c"), 4);
+    pl_store_stats_t stats;
+    pl_store_get_stats(st, &stats);
+    assert_int_equal(stats.max_batch, 4);
+    pl_store_close(st);
+}
+
+/* ---- durability and close ------------------------------------------------------ */
+
+static void test_durable_across_reopen(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_t *st = open_store(f->path, schemas_v2, 0);
+    collector_t c;
+    collector_init(&c);
+    for (int i = 0; i < 50; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "d%d", i);
+        pl_store_submit(st, &kv_new(kv_insert_exec, key, i * 10, &c)->req);
+    }
+    collector_wait(&c, 50);
+    pl_store_close(st);
+
+    /* A second process view (plain sqlite3) sees the rows... */
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), sum(v) FROM kv", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 50);
+    assert_int_equal(sqlite3_column_int(q, 1), 10 * (49 * 50 / 2));
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+
+    /* ...and so does the store reopened. */
+    st = open_store(f->path, schemas_v2, 0);
+    assert_int_equal(kv_get(st, "d49"), 490);
+    assert_int_equal(kv_get(st, "d50"), -1);
+    pl_store_close(st);
+}
+
+static void test_close_runs_queued_requests(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_t *st = open_store(f->path, schemas_v2, 0);
+    collector_t c;
+    collector_init(&c);
+    int done = 0;
+    for (int i = 0; i < 200; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "q%d", i);
+        kv_req_t *r = kv_new(kv_insert_exec, key, i, &c);
+        r->done_count = &done;
+        pl_store_submit(st, &r->req);
+    }
+    pl_store_close(st);
+    collector_wait(&c, 200);
+    assert_int_equal(done, 200);
+    st = open_store(f->path, schemas_v2, 0);
+    assert_int_equal(kv_get(st, "q199"), 199);
+    pl_store_close(st);
+}
+
+/* ---- replies on a loop, fire-and-forget ---------------------------------------- */
+
+typedef struct loop_req {
+    pl_store_req_t req;
+    pthread_t want_thread;
+    bool on_right_thread;
+    int *remaining;
+    pl_loop_t *loop;
+} loop_req_t;
+
+static int noop_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    PL_UNUSED(conn);
+    PL_UNUSED(req);
+    return 7;
+}
+
+static void loop_done(pl_store_req_t *req)
+{
+    loop_req_t *r = PL_CONTAINER_OF(req, loop_req_t, req);
+    assert_int_equal(req->status, 7);
+    assert_true(pthread_equal(pthread_self(), r->want_thread));
+    if (--*r->remaining == 0)
+        pl_loop_stop(r->loop);
+    free(r);
+}
+
+static void test_reply_on_requester_loop(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_t *st = open_store(f->path, schemas_v1, 0);
+    pl_loop_t *loop = NULL;
+    assert_int_equal(pl_loop_create("test", &loop), 0);
+    int remaining = 20;
+    for (int i = 0; i < 20; i++) {
+        loop_req_t *r = calloc(1, sizeof(*r));
+        r->req.exec = noop_exec;
+        r->req.done = loop_done;
+        r->req.reply = pl_store_reply_loop(loop);
+        r->want_thread = pthread_self();
+        r->remaining = &remaining;
+        r->loop = loop;
+        pl_store_submit(st, &r->req);
+    }
+    assert_int_equal(pl_loop_run(loop), 0);
+    assert_int_equal(remaining, 0);
+    pl_loop_destroy(loop);
+    pl_store_close(st);
+}
+
+static char cache_sql[300][64];
+
+static int many_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    PL_UNUSED(req);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 300; i++) {
+            sqlite3_stmt *s = pl_store_prepare(conn, cache_sql[i]);
+            if (!s)
+                return PL_ESTATE;
+            /* Round two hits the cache: the same statement, reset. */
+            int rc = pl_store_step_done(conn, s);
+            if (rc < 0 && !(round == 1 && rc == -EEXIST))
+                return rc;
+        }
+    return 0;
+}
+
+static void test_statement_cache_grows(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_t *st = open_store(f->path, schemas_v2, 0);
+    collector_t c;
+    collector_init(&c);
+    /* 300 distinct SQL strings (distinct addresses), prepared within one request, so
+     * the cache grows while statements of the same request are in use. */
+    for (int i = 0; i < 300; i++)
+        snprintf(cache_sql[i], sizeof(cache_sql[i]), "INSERT INTO extra(id) VALUES (%d)", i + 1);
+    int status = 1;
+    kv_req_t *r = kv_new(many_exec, "", 0, &c);
+    r->done_status = &status;
+    pl_store_submit(st, &r->req);
+    collector_wait(&c, 1);
+    assert_int_equal(status, 0);
+    pl_store_close(st);
+
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM extra", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 300);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+int main(void)
+{
+    pl_log_setup(PL_LOG_WARN, PL_LOG_TEXT, NULL, 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_migrations_fresh_and_incremental, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_newer_db_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_failure_keeps_last_good_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_bad_path_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_one_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_respects_batch_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_request_rolls_back_only_itself, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durable_across_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_runs_queued_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_on_requester_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_statement_cache_grows, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
