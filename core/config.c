@@ -357,7 +357,10 @@ int pl_config_load(pl_config_schema_t schema, const pl_config_source_t *src,
                    pl_config_t **out, pl_config_error_t *err)
 {
     pl_config_t *cfg = pl_xcalloc(1, sizeof *cfg);
+    pl_config_error_t ignored;
     int rc = 0;
+    if (!err)
+        err = &ignored;
     err->msg[0] = '\0';
     *out = NULL;
     pl_cfg_index_build(&cfg->idx, schema);
@@ -464,6 +467,9 @@ const char *pl_config_path(const pl_config_t *cfg)
 int pl_config_reload_check(const pl_config_t *running, const pl_config_t *next,
                            pl_config_error_t *err)
 {
+    pl_config_error_t ignored;
+    if (!err)
+        err = &ignored;
     err->msg[0] = '\0';
     if (running->idx.n != next->idx.n)
         pl_cfg_die("reload check: the snapshots come from different schemas");

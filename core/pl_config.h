@@ -6,16 +6,18 @@
  * the running one (pl_config_reload_check says which did).
  *
  * INI syntax: `[section]`, `key = value`, comments start with # or ; at line start,
- * values may be double-quoted (then \" and \\ escapes apply). Unknown sections or
- * keys, duplicate keys, bad values and out-of-range numbers are errors naming file,
- * line, section and key.
+ * values may be double-quoted (then \" and \\ escapes apply). An unquoted value is
+ * trimmed and taken whole: a trailing "# text" is part of it, not a comment.
+ * Environment and --set values are taken literally (no trimming or quotes); the last
+ * --set of a key wins. Unknown sections or keys, duplicate keys, bad values and
+ * out-of-range numbers are errors naming file, line, section and key.
  *
  * Values by type (all parsed at load; getters never fail for declared keys):
  *   BOOL      true/false/yes/no/on/off/1/0
  *   INT       decimal integer within [min, max]
  *   DURATION  integer with unit ms|s|m|h|d (bare number = seconds) -> milliseconds
  *   SIZE      integer with unit B|KiB|MiB|GiB (bare number = bytes) -> bytes
- *   STRING    any text (max bytes = max when max > 0)
+ *   STRING    any text but control characters; tab is fine (max bytes = max when max > 0)
  *   ENUM      one of choices "a|b|c"
  *   LIST      comma-separated strings, trimmed, empty items dropped (at most max when > 0)
  *
@@ -41,7 +43,8 @@ typedef struct pl_opt_def {
     const char *key;
     pl_opt_type_t type;
     const char *def;        /* default, as text in the same syntax as the INI file */
-    int64_t min, max;       /* INT/DURATION(ms)/SIZE bounds; STRING/LIST max length/items (0 = none) */
+    int64_t min, max;       /* INT/DURATION(ms)/SIZE bounds (min = max = 0: unbounded);
+                               STRING/LIST max length/items (0 = none) */
     const char *choices;    /* ENUM: "a|b|c" */
     unsigned flags;
     const char *doc;        /* one line for docs/OPERATIONS.md and --check-config */
@@ -60,7 +63,7 @@ typedef struct pl_config pl_config_t;
 
 typedef struct pl_config_error {
     char msg[512];          /* one line: "FILE:LINE: [section] key: reason" or
-                               "--set section.key: reason" or "PARLEY_X_Y: reason" */
+                               "--set section.key=value: reason" or "PARLEY_X_Y: reason" */
 } pl_config_error_t;
 
 typedef struct pl_config_source {

@@ -252,6 +252,18 @@ static void test_override_beats_env(void **state)
     assert_int_equal(pl_config_list(cfg, "turn", "denied_peers", NULL), 0);
     assert_string_equal(pl_config_str(cfg, "log", "note"), " spaced ");  /* literal */
     pl_config_unref(cfg);
+
+    const char *ov2[] = { "turn.realm=a=b" };   /* only the first '=' splits */
+    src_t s2 = { .ov = ov2, .n_ov = 1 };
+    assert_int_equal(pl_config_load(schema, &(pl_config_source_t){ NULL, ov2, 1, NULL },
+                                    &cfg, NULL), 0);   /* err may be NULL */
+    assert_string_equal(pl_config_str(cfg, "turn", "realm"), "a=b");
+    pl_config_unref(cfg);
+    const char *ov3[] = { "turn.denied_peers=a,\x1b[31m" };
+    s2.ov = ov3;
+    assert_int_equal(load(&s2, &cfg, &err), PL_ECONFIG);
+    assert_string_equal(err.msg, "--set turn.denied_peers=a,\\x1b[31m: "
+                                 "the value contains a control character");
 }
 
 /* ---- errors, each with its exact line ---- */
@@ -499,6 +511,8 @@ static void test_units_and_overflow(void **state)
     assert_int_equal(set_and_get("log.timeout=7d", "log", "timeout"), 604800000);
     assert_int_equal(set_and_get("log.timeout=5 s", "log", "timeout"), 5000);
     assert_int_equal(set_and_get("log.timeout=0", "log", "timeout"), 0);
+    assert_int_equal(set_and_get("log.timeout=106751991167d", "log", "timeout"),
+                     106751991167LL * 86400000);    /* the largest whole day in int64 ms */
     assert_int_equal(set_and_get("log.max-size=512", "log", "max-size"), 512);
     assert_int_equal(set_and_get("log.max-size=7B", "log", "max-size"), 7);
     assert_int_equal(set_and_get("log.max-size=4KiB", "log", "max-size"), 4096);
@@ -701,6 +715,35 @@ static void test_render_docs(void **state)
     pl_buf_deinit(&b);
 }
 
+/* A table may declare keys in several sections: each section is listed once, with its
+ * keys from every table, and documented by the table that starts with it. */
+static void test_sections_across_tables(void **state)
+{
+    PL_UNUSED(state);
+    static const pl_opt_def_t xd[] = { { "x", "one", PL_OPT_INT, "1", 0, 0, NULL, 0, "first" } };
+    static const pl_opt_def_t yd[] = { { "y", "two", PL_OPT_INT, "2", 0, 0, NULL, 0, "second" },
+                                       { "x", "three", PL_OPT_INT, "3", 0, 0, NULL, 0, "third" } };
+    const pl_opt_table_t tx = { "X things", xd, 1 }, ty = { "Y things", yd, 2 };
+    const pl_opt_table_t *const sch[] = { &tx, &ty, NULL };
+    pl_buf_t out;
+    pl_config_t *cfg = NULL;
+    pl_buf_init(&out);
+    pl_config_render_docs(sch, &out);
+    const char *x = strstr(out.data, "### [x]\n\nX things\n\n");
+    const char *y = strstr(out.data, "### [y]\n\nY things\n\n");
+    assert_true(x && y && x < y);
+    const char *three = strstr(out.data, "| `three` |");
+    assert_true(three && three < y);
+    assert_null(strstr(y + 1, "### [x]"));
+    pl_buf_reset(&out);
+    assert_int_equal(pl_config_load(sch, NULL, &cfg, NULL), 0);
+    pl_config_render(cfg, &out);
+    assert_non_null(strstr(out.data, "[x]\n# X things\n\n# first (int, default 1)\none = 1\n\n"
+                                     "# third (int, default 3)\nthree = 3\n\n[y]\n# Y things\n"));
+    pl_config_unref(cfg);
+    pl_buf_deinit(&out);
+}
+
 /* ---- reference counting ---- */
 
 static void *ref_worker(void *arg)
@@ -858,6 +901,7 @@ int main(void)
         cmocka_unit_test(test_render_masks_secrets),
         cmocka_unit_test(test_render_round_trip),
         cmocka_unit_test(test_render_docs),
+        cmocka_unit_test(test_sections_across_tables),
         cmocka_unit_test(test_refcount),
         cmocka_unit_test(test_programming_bugs_abort),
         cmocka_unit_test(test_suggest),
