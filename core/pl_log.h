@@ -44,8 +44,17 @@ void pl_log(pl_log_level_t level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Quotes value for a log field into buf (cap bytes): "a b" -> "\"a b\"", truncating
- * long values with "...". Returns buf. */
+ * long values with "...". Returns buf. Quotes a value that is empty or holds a space,
+ * '"', '=' or a control character; inside quotes escapes \" \\ \n \r \t and \xHH. */
 char *pl_log_q(char *buf, size_t cap, const char *value);
+
+/* pl_log_q into a temporary buffer that lives until the end of the enclosing block:
+ *   pl_log_info("auth.failed", "user=%s", PL_LOG_QUOTED(username)); */
+#define PL_LOG_Q_MAX 256
+#define PL_LOG_QUOTED(value) pl_log_q((char[PL_LOG_Q_MAX]){0}, PL_LOG_Q_MAX, (value))
+
+/* A line is at most this many bytes before its newline; longer ones end in "...". */
+#define PL_LOG_LINE_MAX 4096
 
 #define PL_LOG_DEBUG_ON() (pl_log_get_level() <= PL_LOG_DEBUG)
 #define pl_log_debug(ev, ...) do { if (PL_LOG_DEBUG_ON()) pl_log(PL_LOG_DEBUG, ev, __VA_ARGS__); } while (0)
