@@ -53,7 +53,9 @@ void pl_loop_destroy(pl_loop_t *loop);
 
 /* Runs until pl_loop_stop(). Returns 0 or -errno on an epoll failure. */
 int pl_loop_run(pl_loop_t *loop);
-/* Asks the loop to return from pl_loop_run after the current iteration. Any thread. */
+/* Asks the loop to return from pl_loop_run after the current iteration. Any thread.
+ * A stop asked before run makes the next run return at once; run consumes the request
+ * when it returns, so the loop may be run again. */
 void pl_loop_stop(pl_loop_t *loop);
 /* True after pl_loop_stop or while pl_loop_destroy drains messages. */
 bool pl_loop_is_stopping(const pl_loop_t *loop);
@@ -64,7 +66,8 @@ bool pl_loop_on_home_thread(const pl_loop_t *loop);
 /* Watches fd. Returns 0, -EEXIST or -errno. The loop does not own fd. */
 int pl_loop_add_fd(pl_loop_t *loop, int fd, uint32_t events, pl_io_cb cb, void *arg);
 int pl_loop_mod_fd(pl_loop_t *loop, int fd, uint32_t events);
-/* Stops watching fd; safe from within any callback, including fd's own. */
+/* Stops watching fd; safe from within any callback, including fd's own: no callback
+ * runs for fd after this, even for events already fetched. Call it before close(fd). */
 int pl_loop_del_fd(pl_loop_t *loop, int fd);
 
 /* Loop time in ms (monotonic), updated once per iteration: cheap, for timers. */

@@ -15,8 +15,9 @@ typedef union pl_sockaddr {
     struct sockaddr_storage ss;
 } pl_sockaddr_t;
 
-/* Parses "1.2.3.4:80", "[::1]:80", "localhost:80" (-> 127.0.0.1) or, when
- * default_port >= 0, also a bare host. No DNS. Returns 0 or PL_EPARSE. */
+/* Parses "1.2.3.4:80", "[::1]:80", "localhost:80" (-> 127.0.0.1), ":80" (-> 0.0.0.0)
+ * or, when default_port >= 0, also a bare host ("1.2.3.4", "[::1]", "::1"). No DNS, no
+ * zone ids. Total: any input gives 0 or PL_EPARSE. */
 int pl_sockaddr_parse(const char *s, int default_port, pl_sockaddr_t *out);
 /* Parses an IP literal without port. Returns 0 or PL_EPARSE. */
 int pl_ipaddr_parse(const char *s, pl_sockaddr_t *out);
@@ -40,7 +41,10 @@ typedef struct pl_cidr {
     uint8_t prefix_len;
 } pl_cidr_t;
 
-/* Parses "10.0.0.0/8", "fd00::/8" or a bare address (full-length prefix). */
+/* Parses "10.0.0.0/8", "fd00::/8" or a bare address (full-length prefix). Host bits
+ * past the prefix are cleared ("10.1.2.3/8" is 10.0.0.0/8). Returns 0 or PL_EPARSE.
+ * Matching treats an IPv4 address and its ::ffff:a.b.c.d form as the same host, both
+ * ways: 10.0.0.0/8 matches ::ffff:10.1.2.3, and ::ffff:0:0/96 matches 10.1.2.3. */
 int pl_cidr_parse(const char *s, pl_cidr_t *out);
 bool pl_cidr_match(const pl_cidr_t *c, const pl_sockaddr_t *a);
 char *pl_cidr_str(const pl_cidr_t *c, char *buf, size_t cap);

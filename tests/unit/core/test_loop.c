@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,6 +480,8 @@ static void *producer_main(void *p)
         m->producer = a->id;
         m->seq = i;
         pl_loop_post(a->ctx->loop, &m->msg);
+        if (!a->ctx->hold_first && i % 64 == 0)
+            sched_yield();   /* interleave posting with draining: races empty/non-empty */
     }
     atomic_fetch_add(&a->ctx->producers_done, 1);
     return NULL;
