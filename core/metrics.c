@@ -577,19 +577,23 @@ static void json_key(pl_buf_t *out, const pl_series_t *s, pl_buf_t *tmp)
 static void json_histogram(const snap_t *sn, const pl_series_t *s, pl_buf_t *out)
 {
     char num[32];
-    uint64_t cum = 0;
-    pl_buf_puts(out, "{\"buckets\":{");
+    /* Buckets read once, so count is their total even while writers run. */
+    uint64_t *cum = pl_xmalloc((s->n_bounds + 1) * sizeof *cum);
+    uint64_t total = 0;
+    for (size_t i = 0; i <= s->n_bounds; i++)
+        cum[i] = total += slot_sum(sn, s->first + (uint32_t)i);
+    pl_buf_printf(out, "{\"count\":%" PRIu64 ",\"sum\":", total);
+    json_double(out, slot_sum_double(sn, s->first + (uint32_t)s->n_bounds + 1));
+    pl_buf_puts(out, ",\"buckets\":{");
     for (size_t i = 0; i <= s->n_bounds; i++) {
-        cum += slot_sum(sn, s->first + (uint32_t)i);
         if (i < s->n_bounds)
             format_double(num, s->bounds[i]);
         else
             strcpy(num, "+Inf");
-        pl_buf_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "", num, cum);
+        pl_buf_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "", num, cum[i]);
     }
-    pl_buf_printf(out, "},\"count\":%" PRIu64 ",\"sum\":", cum);
-    json_double(out, slot_sum_double(sn, s->first + (uint32_t)s->n_bounds + 1));
-    pl_buf_puts(out, "}");
+    pl_buf_puts(out, "}}");
+    free(cum);
 }
 
 static void json_series(const snap_t *sn, const pl_series_t *s, pl_buf_t *out)

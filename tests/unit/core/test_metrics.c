@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -666,12 +667,12 @@ static void test_json_render(void **state)
         "{\"parley_t_requests_total{method=\\\"get\\\"}\":3,",
         "\"parley_t_requests_total{method=\\\"post\\\",path=\\\"a\\\\\\\"b\\\\\\\\c\\\\nd\\\"}\":7,",
         "\"parley_t_temp\":-5,",
-        "\"parley_t_latency_seconds{op=\\\"x\\\"}\":{\"buckets\":{\"0.005\":0,\"0.125\":2,"
-        "\"1\":3,\"2.5\":3,\"+Inf\":4},\"count\":4,\"sum\":3.9375},",
+        "\"parley_t_latency_seconds{op=\\\"x\\\"}\":{\"count\":4,\"sum\":3.9375,"
+        "\"buckets\":{\"0.005\":0,\"0.125\":2,\"1\":3,\"2.5\":3,\"+Inf\":4}},",
         "\"parley_t_fn{v=\\\"nan\\\"}\":null,\"parley_t_fn{v=\\\"inf\\\"}\":null,",
         "\"parley_t_fn{v=\\\"tenth\\\"}\":0.1,",
         "\"parley_t_cpu_seconds_total\":1.5,",
-        "\"parley_t_nobounds\":{\"buckets\":{\"+Inf\":1},\"count\":1,\"sum\":-2.5}}",
+        "\"parley_t_nobounds\":{\"count\":1,\"sum\":-2.5,\"buckets\":{\"+Inf\":1}}}",
     };
     for (size_t i = 0; i < PL_ARRAY_LEN(want); i++)
         if (!strstr(out.data, want[i]))
@@ -694,6 +695,8 @@ static void test_json_render(void **state)
 #define W_THREADS 4
 #define W_ITERS 100000
 
+static atomic_int writers_mid, writers_go, writers_done;
+
 typedef struct wctx {
     pl_metrics_t *reg;
     pl_metric_id_t c, c_lab, g, g_set, h;
@@ -707,6 +710,11 @@ static void *metric_writer(void *arg)
     /* Each thread makes its own shard, after rendering has started. */
     pl_metrics_shard_t *s = pl_metrics_shard_create(w->reg);
     for (int i = 0; i < W_ITERS; i++) {
+        if (i == W_ITERS / 2) {         /* pause so main can check an exact midpoint */
+            atomic_fetch_add(&writers_mid, 1);
+            while (!atomic_load(&writers_go))
+                sched_yield();
+        }
         pl_metric_inc(s, w->c);
         pl_metric_add(s, w->c_lab, 3);
         pl_metric_gauge_add(s, w->g, 2);
@@ -714,6 +722,7 @@ static void *metric_writer(void *arg)
         pl_metric_observe(s, w->h, obs[i % 5]);
     }
     pl_metric_gauge_set(s, w->g_set, w->idx + 1);
+    atomic_fetch_add(&writers_done, 1);
     return NULL;
 }
 
@@ -731,17 +740,31 @@ static void test_threads_exact(void **state)
     base.g_set = pl_metrics_gauge(r, "parley_w_share", "Shares.", NULL);
     base.h = pl_metrics_histogram(r, "parley_w_hist", "Obs.", "t=\"1\"", b, 3);
     pl_metrics_register_process(r);
+    atomic_store(&writers_done, 0);
+    atomic_store(&writers_mid, 0);
+    atomic_store(&writers_go, 0);
     for (int i = 0; i < W_THREADS; i++) {
         w[i] = base;
         w[i].idx = i;
         assert_int_equal(pthread_create(&th[i], NULL, metric_writer, &w[i]), 0);
     }
-    /* Render while the writers run: every exposition is well formed and monotonic. */
+    const uint64_t n = (uint64_t)W_THREADS * W_ITERS;
     pl_buf_t out;
     pl_buf_init(&out);
     prom_t *p = calloc(1, sizeof *p);
-    uint64_t last = 0;
-    for (int i = 0; i < 50; i++) {
+    while (atomic_load(&writers_mid) < W_THREADS)
+        sched_yield();
+    pl_metrics_render_prometheus(r, &out);
+    assert_true(prom_check(out.data, p));
+    assert_true(prom_get(p, "parley_w_total") == (double)(n / 2));
+    assert_true(prom_get(p, "parley_w_hist_count{t=\"1\"}") == (double)(n / 2));
+    prom_free(p);
+    atomic_store(&writers_go, 1);
+
+    /* Render until the writers finish: each exposition is well formed, counts grow. */
+    uint64_t last = n / 2;
+    int renders = 0;
+    for (; atomic_load(&writers_done) < W_THREADS || renders < 10; renders++) {
         pl_buf_reset(&out);
         pl_metrics_render_prometheus(r, &out);
         assert_true(prom_check(out.data, p));
@@ -753,7 +776,6 @@ static void test_threads_exact(void **state)
     for (int i = 0; i < W_THREADS; i++)
         pthread_join(th[i], NULL);
 
-    const uint64_t n = (uint64_t)W_THREADS * W_ITERS;
     assert_int_equal(pl_metrics_read_counter(r, base.c), n);
     assert_int_equal(pl_metrics_read_counter(r, base.c_lab), 3 * n);
     assert_int_equal(pl_metrics_read_gauge(r, base.g), (int64_t)n);
