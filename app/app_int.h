@@ -13,7 +13,8 @@ extern const pl_module_t *const pl_app_modules[];
 extern const size_t pl_app_n_modules;
 
 /* The app's own options ([log], [process]) and the admin endpoint's ([admin]). */
-extern const pl_opt_table_t pl_app_options;
+extern const pl_opt_table_t pl_app_log_options;
+extern const pl_opt_table_t pl_app_process_options;
 extern const pl_opt_table_t pl_admin_options;
 
 /* Builds the NULL-terminated schema of every module's option table. Returns an owned
