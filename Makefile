@@ -1,7 +1,7 @@
 # parley: the two commands of the README, plus helpers.
 #   make run    install what is missing, build, run parleyd on configs/parley.ini
 #   make test   install what is missing, build, run every test suite (unit + integration,
-#               normal and address+undefined-sanitizer builds)
+#               normal, address+undefined-sanitizer and thread-sanitizer builds)
 # Other targets: build, unit, integration, test-asan, test-tsan, fuzz, bench, clean.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -53,7 +53,10 @@ test-asan:
 
 test-tsan:
 	$(call build_tree,$(BUILD)-tsan,-DPL_SANITIZE=thread)
-	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(BUILD)-tsan --output-on-failure -j $(JOBS) --timeout 300 -LE slow
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(BUILD)-tsan --output-on-failure -j $(JOBS) --timeout 300 -LE slow
+	TSAN_OPTIONS=halt_on_error=1 \
+	  PARLEYD=$(abspath $(BUILD))-tsan/app/parleyd node --test --test-concurrency=1 tests/integration/
 
 test: deps
 	@echo "== unit tests (ctest) =="
@@ -62,6 +65,8 @@ test: deps
 	@$(MAKE) --no-print-directory integration
 	@echo "== address+undefined sanitizer build: unit + integration =="
 	@$(MAKE) --no-print-directory test-asan
+	@echo "== thread sanitizer build: unit + integration =="
+	@$(MAKE) --no-print-directory test-tsan
 
 fuzz:
 	$(call build_tree,$(BUILD)-fuzz,-DPL_FUZZ=ON -DCMAKE_C_COMPILER=clang)
