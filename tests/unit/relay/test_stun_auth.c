@@ -59,6 +59,14 @@ static void test_crc32(void **state)
     /* The CRC-32 check value (python3 -c "import zlib; print(hex(zlib.crc32(b'123456789')))"). */
     assert_int_equal(pl_stun_crc32((const uint8_t *)"123456789", 9), 0xcbf43926u);
     assert_int_equal(pl_stun_crc32(NULL, 0), 0);
+    /* Long and odd-length inputs exercise the 8-byte loop and the tail:
+     * python3 -c "import zlib; b=bytes((i*7)&0xff for i in range(1300));
+     *             print(hex(zlib.crc32(b)), hex(zlib.crc32(b[3:])))" */
+    static uint8_t b[1300];
+    for (size_t i = 0; i < sizeof(b); i++)
+        b[i] = (uint8_t)(i * 7);
+    assert_int_equal(pl_stun_crc32(b, sizeof(b)), 0xdbdf6a16u);
+    assert_int_equal(pl_stun_crc32(b + 3, sizeof(b) - 3), 0x7ae51f34u);
 }
 
 static void test_truncated_sha256_mac(void **state)
