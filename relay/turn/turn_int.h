@@ -1,0 +1,512 @@
+/* turn_int.h: declarations shared by the files of relay/turn only (not a public
+ * contract: other modules include relay/turn/pl_turn.h).
+ *
+ * The TURN server is three layers:
+ *   settings  (turn_config.c)  an immutable, reference-counted snapshot parsed from the
+ *                              [turn] config section; swapped per thread on reload.
+ *   core      (turn_server.c, turn_alloc.c, turn_auth.c, turn_perm.c, turn_policy.c)
+ *                              the RFC 8489/8656 protocol logic of one relay thread,
+ *                              written against pl_turn_io_ops_t (no sockets, no loop),
+ *                              so unit tests drive it with a fake I/O and a fake clock.
+ *   data plane (turn_relay.c, turn_module.c)
+ *                              relay threads: a pl_loop each, SO_REUSEPORT listeners,
+ *                              relayed sockets, recvmmsg/sendmmsg; the module hooks.
+ * Cross-thread state lives only in pl_turn_shared_t (turn_shared.c): the relay port
+ * pool (atomic bitmap), per-user allocation counts and reservation tokens (leaf
+ * mutexes, control plane only).
+ *
+ * Threading: a pl_turn_server_t and every allocation in it belong to one relay thread;
+ * all pl_turn_server_* functions run on that thread. pl_turn_shared_* are thread-safe. */
+#ifndef PL_TURN_INT_H
+#define PL_TURN_INT_H
+
+#include "relay/turn/pl_turn.h"
+#include "relay/stun/pl_stun.h"
+#include "core/pl_net.h"
+#include "core/pl_metrics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ---------------------------------------------------------------------------------
+ * Settings: the parsed [turn] section (turn_config.c)
+ * ------------------------------------------------------------------------------- */
+
+#define PL_TURN_MAX_LISTEN 8
+#define PL_TURN_MAX_EXTERNAL 4
+#define PL_TURN_MAX_ALT 16
+#define PL_TURN_PERMISSION_S_DEFAULT 300    /* RFC 8656 §9: permission lifetime */
+#define PL_TURN_CHANNEL_S_DEFAULT 600       /* RFC 8656 §12: channel binding lifetime */
+#define PL_TURN_RESERVATION_MS 30000        /* RFC 8656 §7.2: "about 30 seconds" */
+
+typedef struct pl_turn_user {
+    char *name;                 /* owned, NUL-terminated */
+    size_t name_len;
+    pl_stun_key_t key_md5;      /* MD5(user:realm:password) */
+    pl_stun_key_t key_sha256;   /* SHA-256(user:realm:password) */
+    uint8_t userhash[32];       /* SHA-256(user:realm), RFC 8489 §14.4 */
+} pl_turn_user_t;
+
+typedef struct pl_turn_external {
+    pl_sockaddr_t pub;          /* advertised address (port ignored) */
+    pl_sockaddr_t priv;         /* the local relay address it stands for, when has_priv */
+    bool has_priv;
+} pl_turn_external_t;
+
+typedef struct pl_turn_settings {
+    _Atomic unsigned refs;
+    char *realm;                        /* owned */
+    char *software;                     /* owned; NULL = no SOFTWARE attribute */
+    pl_turn_user_t *users;              /* owned, sorted by name */
+    size_t n_users;
+    char **secrets;                     /* owned REST secrets, current first */
+    size_t n_secrets;
+    uint64_t rest_ttl_s;
+    pl_cidr_t *allowed, *denied;        /* owned */
+    size_t n_allowed, n_denied;
+    pl_sockaddr_t *self;                /* owned: the server's own IPs (port 0) */
+    size_t n_self;
+    pl_sockaddr_t listen[PL_TURN_MAX_LISTEN];
+    size_t n_listen;
+    pl_sockaddr_t tls_listen[PL_TURN_MAX_LISTEN];
+    size_t n_tls_listen;
+    pl_sockaddr_t relay[2];             /* [0] IPv4, [1] IPv6 relay bind address */
+    bool has_relay[2];
+    pl_turn_external_t external[PL_TURN_MAX_EXTERNAL];
+    size_t n_external;
+    pl_sockaddr_t alt[PL_TURN_MAX_ALT]; /* ALTERNATE-SERVER candidates */
+    size_t n_alt;
+    uint16_t port_lo, port_hi;
+    unsigned threads;                   /* resolved: >= 1 */
+    uint32_t max_allocations;           /* 0 = unlimited */
+    uint32_t user_quota;                /* 0 = unlimited */
+    uint64_t max_bps;                   /* bytes/s per allocation and direction; 0 = none */
+    uint32_t default_lifetime_s, max_lifetime_s;
+    uint32_t permission_lifetime_s, channel_lifetime_s;
+    uint32_t nonce_lifetime_s;
+    uint32_t unauth_rate;               /* requests/s per source IP; 0 = unlimited */
+    char *tls_cert, *tls_key;           /* owned; NULL when not set */
+} pl_turn_settings_t;
+
+/* The [turn] option table and validate hook (turn_config.c). */
+extern const pl_opt_table_t pl_turn_options;
+int pl_turn_validate(const pl_config_t *cfg, pl_config_error_t *err);
+
+/* Builds a snapshot from cfg. Returns 0 and an owned *out (refs = 1), or PL_ECONFIG
+ * with err filled in (one line). Control plane: computes every user's keys. */
+int pl_turn_settings_build(const pl_config_t *cfg, pl_turn_settings_t **out,
+                           pl_config_error_t *err);
+pl_turn_settings_t *pl_turn_settings_ref(pl_turn_settings_t *s);
+void pl_turn_settings_unref(pl_turn_settings_t *s);
+/* A static user by name or by USERHASH, or NULL. */
+const pl_turn_user_t *pl_turn_settings_user(const pl_turn_settings_t *s, const void *name,
+                                            size_t len);
+const pl_turn_user_t *pl_turn_settings_userhash(const pl_turn_settings_t *s,
+                                                const uint8_t hash[32]);
+/* The address advertised for a relay socket bound to local (RFC 8656 §3.2 external
+ * mapping, coturn's external-ip "public/private"). */
+void pl_turn_settings_advertised(const pl_turn_settings_t *s, const pl_sockaddr_t *local,
+                                 pl_sockaddr_t *out);
+
+/* ---------------------------------------------------------------------------------
+ * Peer-address policy (turn_policy.c)
+ * ------------------------------------------------------------------------------- */
+
+/* True when the server may relay to peer's IP: allowed_peers matches, or neither the
+ * built-in deny ranges, denied_peers nor the server's own addresses match. IPv4-mapped,
+ * IPv4-compatible, NAT64 (64:ff9b::/96) and 6to4 (2002::/16) forms are judged by the
+ * IPv4 address they embed (CVE-2020-26262). */
+bool pl_turn_peer_allowed(const pl_turn_settings_t *s, const pl_sockaddr_t *peer);
+/* True when peer's IP is in one of the built-in deny ranges (for tests and docs). */
+bool pl_turn_peer_builtin_denied(const pl_sockaddr_t *peer);
+
+/* ---------------------------------------------------------------------------------
+ * Cross-thread state (turn_shared.c)
+ * ------------------------------------------------------------------------------- */
+
+typedef struct pl_turn_ports {
+    uint16_t lo, hi;
+    _Atomic uint64_t *bits;     /* owned; bit set = port in use */
+    size_t n_words;
+} pl_turn_ports_t;
+
+typedef struct pl_turn_reservation {
+    uint64_t token;
+    uint64_t expires_ms;
+    uint16_t port;
+    uint8_t fam_idx;            /* 0 IPv4, 1 IPv6 */
+} pl_turn_reservation_t;
+
+typedef struct pl_turn_quota_entry pl_turn_quota_entry_t;
+
+typedef struct pl_turn_shared {
+    pl_turn_ports_t ports[2];               /* [0] IPv4 relay, [1] IPv6 relay */
+    pthread_mutex_t quota_lock;             /* leaf: guards the next three */
+    pl_turn_quota_entry_t **quota;          /* open hash by user name */
+    size_t quota_cap, quota_n;
+    uint32_t total;                         /* allocations on all threads */
+    pthread_mutex_t resv_lock;              /* leaf: guards resv */
+    pl_turn_reservation_t *resv;
+    size_t n_resv, cap_resv;
+    pl_stun_nonce_key_t nonce_key;          /* immutable after create */
+    _Atomic unsigned alt_rr;                /* ALTERNATE-SERVER round robin */
+} pl_turn_shared_t;
+
+/* Creates the shared state for ports lo..hi (inclusive). nonce_lifetime_s seeds the
+ * nonce key (random secret). Returns an owned object; aborts on OOM. */
+pl_turn_shared_t *pl_turn_shared_create(uint16_t lo, uint16_t hi, uint32_t nonce_lifetime_s);
+void pl_turn_shared_destroy(pl_turn_shared_t *sh);
+
+/* Takes a free port of family fam_idx, starting the search at a random point (rnd).
+ * even: the port must be even; pair: port+1 is taken too (EVEN-PORT R bit). Returns 0
+ * or -ENOSPC. Lock-free. */
+int pl_turn_ports_take(pl_turn_ports_t *p, uint32_t rnd, bool even, bool pair,
+                       uint16_t *out);
+/* Takes one given port; returns 0 or -EBUSY. */
+int pl_turn_ports_take_one(pl_turn_ports_t *p, uint16_t port);
+void pl_turn_ports_release(pl_turn_ports_t *p, uint16_t port);
+size_t pl_turn_ports_in_use(const pl_turn_ports_t *p);
+
+/* Counts one more allocation for user (quota key) against user_quota and
+ * max_total (0 = unlimited). Returns 0, -EDQUOT (user quota: 486) or -ENOSPC (total:
+ * 508). */
+int pl_turn_quota_acquire(pl_turn_shared_t *sh, const char *user, uint32_t user_quota,
+                          uint32_t max_total);
+void pl_turn_quota_release(pl_turn_shared_t *sh, const char *user);
+uint32_t pl_turn_quota_user(pl_turn_shared_t *sh, const char *user);
+
+/* Records that port (already taken in the pool) is reserved under token until
+ * now_ms + PL_TURN_RESERVATION_MS. Returns 0 or -ENOSPC (table full). */
+int pl_turn_resv_add(pl_turn_shared_t *sh, uint64_t token, uint8_t fam_idx, uint16_t port,
+                     uint64_t now_ms);
+/* Removes the reservation and hands its port (still taken) to the caller. Returns 0,
+ * or -ENOENT when unknown or expired. */
+int pl_turn_resv_take(pl_turn_shared_t *sh, uint64_t token, uint64_t now_ms,
+                      uint8_t *fam_idx, uint16_t *port);
+/* Releases the ports of expired reservations. */
+void pl_turn_resv_sweep(pl_turn_shared_t *sh, uint64_t now_ms);
+
+/* ---------------------------------------------------------------------------------
+ * Metrics (turn_metrics.c): ids registered once; each relay thread writes its shard.
+ * ------------------------------------------------------------------------------- */
+
+enum { PL_TURN_DIR_C2P = 0, PL_TURN_DIR_P2C = 1 };
+
+typedef enum pl_turn_drop {
+    PL_TURN_DROP_MALFORMED, PL_TURN_DROP_NOT_STUN, PL_TURN_DROP_NO_ALLOCATION,
+    PL_TURN_DROP_NO_CHANNEL, PL_TURN_DROP_NO_PERMISSION, PL_TURN_DROP_FORBIDDEN_PEER,
+    PL_TURN_DROP_RATE_LIMITED, PL_TURN_DROP_BANDWIDTH, PL_TURN_DROP_SEND_FAILED,
+    PL_TURN_DROP_TRUNCATED, PL_TURN_DROP_BAD_FINGERPRINT, PL_TURN_DROP_UNEXPECTED,
+    PL_TURN_DROP_N
+} pl_turn_drop_t;
+
+typedef enum pl_turn_authfail {
+    PL_TURN_AUTH_MISSING_ATTR, PL_TURN_AUTH_UNKNOWN_USER, PL_TURN_AUTH_BAD_INTEGRITY,
+    PL_TURN_AUTH_STALE_NONCE, PL_TURN_AUTH_EXPIRED, PL_TURN_AUTH_WRONG_REALM,
+    PL_TURN_AUTH_BAD_ALGORITHM, PL_TURN_AUTH_WRONG_CREDENTIALS, PL_TURN_AUTH_N
+} pl_turn_authfail_t;
+
+#define PL_TURN_N_CODES 16      /* response codes tracked, see pl_turn_code_index */
+
+typedef struct pl_turn_metric_ids {
+    pl_metric_id_t allocs[3][2];            /* [transport][family] gauge */
+    pl_metric_id_t pkts[2], bytes[2];       /* [direction] */
+    pl_metric_id_t drops[PL_TURN_DROP_N];
+    pl_metric_id_t authfail[PL_TURN_AUTH_N];
+    pl_metric_id_t responses[PL_TURN_N_CODES];
+    pl_metric_id_t lifetime_hist;
+    pl_metric_id_t allocs_created;
+} pl_turn_metric_ids_t;
+
+/* Registers every parley_turn_* series in reg. */
+void pl_turn_metrics_register(pl_metrics_t *reg, pl_turn_metric_ids_t *ids);
+/* Index into responses[] for a STUN error code (0 = success); unknown codes share the
+ * last slot ("other"). */
+size_t pl_turn_code_index(int code);
+extern const int pl_turn_codes[PL_TURN_N_CODES];
+extern const char *const pl_turn_drop_names[PL_TURN_DROP_N];
+extern const char *const pl_turn_authfail_names[PL_TURN_AUTH_N];
+
+/* ---------------------------------------------------------------------------------
+ * The protocol core's I/O interface
+ * ------------------------------------------------------------------------------- */
+
+/* How the client reached us. Stream transports are the seam for TCP/TLS (RFC 6062 and
+ * plain TURN over TCP/TLS): the data plane frames the stream with pl_stun_frame_len and
+ * hands the core one frame at a time; the core pads ChannelData for streams. */
+typedef enum pl_turn_transport {
+    PL_TURN_UDP = 0,
+    PL_TURN_TCP = 1,
+    PL_TURN_TLS = 2,
+} pl_turn_transport_t;
+
+typedef struct pl_turn_conn {
+    pl_turn_transport_t transport;
+    uint32_t id;                /* UDP: the thread's listener index; TCP/TLS: connection id */
+    pl_sockaddr_t client;       /* remote address */
+    pl_sockaddr_t local;        /* our address the client sent to */
+} pl_turn_conn_t;
+
+typedef struct pl_turn_alloc pl_turn_alloc_t;
+
+/* One relayed transport address of an allocation (embedded in it). */
+typedef struct pl_turn_relay {
+    int fd;                     /* set by relay_open; -1 when closed */
+    uint8_t fam_idx;            /* 0 IPv4, 1 IPv6 */
+    bool df;                    /* DF currently set on the socket (io-managed) */
+    bool port_taken;            /* the port bit is ours to release */
+    pl_sockaddr_t addr;         /* bound local address */
+    pl_sockaddr_t advertised;   /* XOR-RELAYED-ADDRESS */
+    pl_turn_alloc_t *alloc;     /* back pointer */
+} pl_turn_relay_t;
+
+enum { PL_TURN_SEND_DF = 1u << 0 };     /* send_peer flags: DONT-FRAGMENT */
+
+/* The core's view of the outside world. All calls happen on the server's thread. */
+typedef struct pl_turn_io_ops {
+    /* Monotonic milliseconds (lifetimes) and wall-clock unix seconds (nonces, REST
+     * credential expiry). */
+    uint64_t (*now_ms)(void *ctx);
+    uint64_t (*wall_s)(void *ctx);
+    /* Sends a STUN message or ChannelData frame to the client. buf is borrowed for
+     * the call (the io copies or sends it before returning, or recognizes its own
+     * buffer, see turn_relay.c). Returns 0 or -errno (the core counts a drop). */
+    int (*send_client)(void *ctx, const pl_turn_conn_t *conn, const uint8_t *buf,
+                       size_t len);
+    /* Opens a UDP socket bound to relay->addr (port set) and watches it. Returns 0,
+     * -EADDRINUSE (the core tries another port) or -errno. Sets relay->fd. */
+    int (*relay_open)(void *ctx, pl_turn_relay_t *relay);
+    /* Closes relay->fd (and stops watching it); sets relay->fd = -1. */
+    void (*relay_close)(void *ctx, pl_turn_relay_t *relay);
+    /* Sends one datagram from relay to peer. flags: PL_TURN_SEND_DF. Returns 0 or
+     * -errno. */
+    int (*send_peer)(void *ctx, pl_turn_relay_t *relay, const pl_sockaddr_t *peer,
+                     const uint8_t *buf, size_t len, unsigned flags);
+} pl_turn_io_ops_t;
+
+/* Room the data plane leaves before and after peer data handed to
+ * pl_turn_server_peer_input, so the core can frame in place: a Data indication header
+ * (20) + XOR-PEER-ADDRESS (4 + 20) + DATA header (4) = 48 before; padding (3) after. */
+#define PL_TURN_HEADROOM 48u
+#define PL_TURN_TAILROOM 4u
+
+/* ---------------------------------------------------------------------------------
+ * Allocations (turn_alloc.c)
+ * ------------------------------------------------------------------------------- */
+
+typedef struct pl_turn_perm {
+    uint8_t fam_idx;
+    uint8_t ip[16];             /* 4 bytes used for IPv4 */
+    uint64_t expires_ms;
+} pl_turn_perm_t;
+
+typedef struct pl_turn_chan {
+    uint16_t num;
+    pl_sockaddr_t peer;
+    uint64_t expires_ms;
+} pl_turn_chan_t;
+
+#define PL_TURN_MAX_PERMS 64        /* per allocation: beyond, 508 */
+#define PL_TURN_MAX_CHANS 64
+
+typedef struct pl_turn_bucket {     /* token bucket for max_bps, one per direction */
+    uint64_t tokens;
+    uint64_t last_ms;
+} pl_turn_bucket_t;
+
+struct pl_turn_alloc {
+    uint64_t seq;                   /* per-thread id: logs read alloc=t<thread>-<seq> */
+    pl_turn_conn_t conn;            /* the 5-tuple (RFC 8656 §2.2) */
+    char *user;                     /* owned: USERNAME that created it (441 check) */
+    char *quota_user;               /* owned: key for user_quota (REST: the user part) */
+    pl_turn_relay_t relay[2];       /* [0] IPv4, [1] IPv6; fd -1 when absent */
+    uint64_t created_ms, expires_ms;
+    uint8_t tid[PL_STUN_TID_LEN];   /* the creating Allocate, for retransmits */
+    uint64_t resv_token;            /* RESERVATION-TOKEN handed out, 0 = none */
+    uint32_t lifetime_s;            /* as granted by the last Allocate/Refresh */
+    bool df_all;                    /* Allocate had DONT-FRAGMENT: DF on every datagram */
+    uint8_t addr_err_fam;           /* ADDITIONAL-ADDRESS-FAMILY not served: its family */
+    pl_turn_perm_t *perms;          /* owned */
+    uint16_t n_perms, cap_perms;
+    pl_turn_chan_t *chans;          /* owned */
+    uint16_t n_chans, cap_chans;
+    pl_turn_bucket_t bucket[2];     /* [direction] */
+    uint64_t pkts[2], bytes[2];     /* [direction] */
+    size_t list_idx;                /* index in the server's dense list */
+};
+
+/* ---------------------------------------------------------------------------------
+ * The per-thread protocol core (turn_server.c and friends)
+ * ------------------------------------------------------------------------------- */
+
+#define PL_TURN_RL_SLOTS 1024       /* unauthenticated-rate buckets per thread */
+#define PL_TURN_TXBUF 2048          /* responses are built here */
+
+typedef struct pl_turn_rl_slot {
+    uint8_t ip[16];
+    uint32_t tokens_milli;          /* tokens * 1000 */
+    uint64_t last_ms;
+} pl_turn_rl_slot_t;
+
+typedef struct pl_turn_server {
+    const pl_turn_io_ops_t *io;
+    void *io_ctx;
+    pl_turn_settings_t *set;        /* a reference */
+    pl_turn_shared_t *shared;       /* borrowed */
+    pl_metrics_shard_t *shard;      /* borrowed, this thread's */
+    const pl_turn_metric_ids_t *mid;/* borrowed */
+    unsigned thread_idx;
+    uint64_t next_seq;
+    uint32_t rng;                   /* xorshift32 for port picks */
+    bool draining;
+    pl_turn_alloc_t **table;        /* open addressing by 5-tuple; owned */
+    size_t table_cap, table_used;   /* used counts tombstones */
+    pl_turn_alloc_t **list;         /* dense list of live allocations; owned */
+    size_t n_list, cap_list;
+    pl_turn_rl_slot_t rl[PL_TURN_RL_SLOTS];
+    uint8_t tx[PL_TURN_TXBUF];
+} pl_turn_server_t;
+
+typedef struct pl_turn_server_cfg {
+    const pl_turn_io_ops_t *io;
+    void *io_ctx;
+    pl_turn_settings_t *settings;   /* the server takes its own reference */
+    pl_turn_shared_t *shared;
+    pl_metrics_shard_t *shard;
+    const pl_turn_metric_ids_t *mid;
+    unsigned thread_idx;
+} pl_turn_server_cfg_t;
+
+/* Creates a server for one thread. Returns an owned object; aborts on OOM. */
+pl_turn_server_t *pl_turn_server_create(const pl_turn_server_cfg_t *cfg);
+/* Deletes every allocation (closing relays, releasing ports and quotas) and frees. */
+void pl_turn_server_destroy(pl_turn_server_t *s);
+/* Swaps the settings snapshot (reload). Takes a new reference; drops the old one. */
+void pl_turn_server_set_settings(pl_turn_server_t *s, pl_turn_settings_t *set);
+/* Drain: new Allocates get 300 (alternate servers configured) or 508; existing
+ * allocations keep working until they expire or are deleted. */
+void pl_turn_server_drain(pl_turn_server_t *s);
+
+/* A datagram (UDP) or one complete frame (TCP/TLS) from a client. buf is writable and
+ * borrowed for the call. */
+void pl_turn_server_input(pl_turn_server_t *s, const pl_turn_conn_t *conn, uint8_t *buf,
+                          size_t len);
+/* A datagram from a peer on relay. data has PL_TURN_HEADROOM writable bytes before it
+ * and PL_TURN_TAILROOM after it. */
+void pl_turn_server_peer_input(pl_turn_server_t *s, pl_turn_relay_t *relay,
+                               const pl_sockaddr_t *peer, uint8_t *data, size_t len);
+/* Expires allocations, permissions, channels and reservations. Call about once a
+ * second. Returns how many allocations expired. */
+size_t pl_turn_server_tick(pl_turn_server_t *s);
+size_t pl_turn_server_count(const pl_turn_server_t *s);
+/* Appends a JSON array of allocations (user, 5-tuple, relays, age, bytes), at most
+ * max entries. */
+void pl_turn_server_stats_json(const pl_turn_server_t *s, pl_buf_t *out, size_t max);
+
+/* ---- internals shared by the core's files ---- */
+
+/* turn_alloc.c */
+pl_turn_alloc_t *pl_turn_alloc_find(const pl_turn_server_t *s, const pl_turn_conn_t *conn);
+/* Creates an allocation for conn (no relays yet) after charging the quotas. Returns 0
+ * and *out, -EDQUOT (user quota) or -ENOSPC (max_allocations). */
+int pl_turn_alloc_new(pl_turn_server_t *s, const pl_turn_conn_t *conn, const char *user,
+                      const char *quota_user, pl_turn_alloc_t **out);
+/* Unlinks, closes relays, releases ports, quota and reservation, frees. why: "expired",
+ * "refresh", "shutdown" (for the log line). */
+void pl_turn_alloc_delete(pl_turn_server_t *s, pl_turn_alloc_t *a, const char *why);
+/* Opens relay fam_idx of a on a port from the pool (even/pair per EVEN-PORT) or on
+ * port (when port_given). Returns 0, -ENOSPC (no port) or -errno. *pair_port gets
+ * port+1 when pair (taken in the pool, for a reservation). */
+typedef struct pl_turn_relay_req {
+    uint8_t fam_idx;
+    bool even, pair, port_given;
+    uint16_t port;
+} pl_turn_relay_req_t;
+int pl_turn_alloc_open_relay(pl_turn_server_t *s, pl_turn_alloc_t *a,
+                             const pl_turn_relay_req_t *req, uint16_t *pair_port);
+/* Closes relay fam_idx of a (if open) and releases its port. The given port of a
+ * failed pl_turn_alloc_open_relay is released too. */
+void pl_turn_alloc_close_relay(pl_turn_server_t *s, pl_turn_alloc_t *a, int fam_idx);
+pl_turn_perm_t *pl_turn_perm_find(pl_turn_alloc_t *a, const pl_sockaddr_t *peer,
+                                  uint64_t now_ms);
+/* Installs or refreshes a permission. Returns 0 or -ENOSPC. */
+int pl_turn_perm_add(pl_turn_alloc_t *a, const pl_sockaddr_t *peer, uint64_t expires_ms);
+pl_turn_chan_t *pl_turn_chan_by_num(pl_turn_alloc_t *a, uint16_t num, uint64_t now_ms);
+pl_turn_chan_t *pl_turn_chan_by_peer(pl_turn_alloc_t *a, const pl_sockaddr_t *peer,
+                                     uint64_t now_ms);
+/* Binds or refreshes a channel. Returns 0 or -ENOSPC. */
+int pl_turn_chan_add(pl_turn_alloc_t *a, uint16_t num, const pl_sockaddr_t *peer,
+                     uint64_t expires_ms);
+/* Drops expired permissions and channels of a. */
+void pl_turn_alloc_prune(pl_turn_alloc_t *a, uint64_t now_ms);
+/* Family index of an address (0 IPv4 incl. v4-mapped, 1 IPv6), or -1. */
+int pl_turn_fam_idx(const pl_sockaddr_t *a);
+/* Token bucket: true when len bytes may pass in direction dir. */
+bool pl_turn_alloc_bw_ok(pl_turn_server_t *s, pl_turn_alloc_t *a, int dir, size_t len,
+                         uint64_t now_ms);
+
+/* turn_auth.c */
+typedef struct pl_turn_auth {
+    char user[PL_TURN_REST_USERNAME_MAX];       /* USERNAME (or the static user for USERHASH) */
+    char quota_user[PL_TURN_REST_USERNAME_MAX]; /* REST: the part after "expiry:" */
+    pl_stun_key_t key;          /* signs the response */
+    bool sha256;                /* the request used MESSAGE-INTEGRITY-SHA256 */
+} pl_turn_auth_t;
+/* Authenticates a request with long-term credentials (RFC 8489 §9.2.4). Returns 0 and
+ * fills *out, or a STUN error code (400, 401, 438) after sending that error response
+ * (or nothing when rate limited). */
+int pl_turn_auth_check(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                       const pl_stun_msg_t *m, pl_turn_auth_t *out);
+
+/* turn_server.c: replies */
+typedef struct pl_turn_reply {
+    pl_stun_builder_t b;
+    const pl_stun_msg_t *req;
+    const pl_turn_auth_t *auth;     /* NULL: unauthenticated reply (no MI) */
+} pl_turn_reply_t;
+/* Starts a reply in s->tx. */
+void pl_turn_reply_start(pl_turn_server_t *s, pl_turn_reply_t *r, const pl_stun_msg_t *req,
+                         uint8_t cls, const pl_turn_auth_t *auth);
+/* Adds SOFTWARE (when set), integrity (when auth) and FINGERPRINT (when the request
+ * had one), sends it and counts the response code. */
+void pl_turn_reply_send(pl_turn_server_t *s, pl_turn_reply_t *r, const pl_turn_conn_t *conn,
+                        int code);
+/* Sends an error response with code (and reason NULL = standard phrase). */
+void pl_turn_reply_error(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                         const pl_stun_msg_t *req, const pl_turn_auth_t *auth, int code);
+/* Per-source token bucket for unauthenticated responses; false = drop (counted). */
+bool pl_turn_rate_ok(pl_turn_server_t *s, const pl_sockaddr_t *src, uint64_t now_ms);
+static inline void pl_turn_drop(pl_turn_server_t *s, pl_turn_drop_t why)
+{
+    pl_metric_inc(s->shard, s->mid->drops[why]);
+}
+static inline uint64_t pl_turn_now_ms(const pl_turn_server_t *s)
+{
+    return s->io->now_ms(s->io_ctx);
+}
+
+/* turn_perm.c: the methods on an existing allocation and the data paths */
+void pl_turn_handle_create_permission(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                                      const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
+void pl_turn_handle_channel_bind(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                                 const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
+void pl_turn_handle_send(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                         const pl_stun_msg_t *m);
+void pl_turn_handle_channel_data(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                                 const uint8_t *buf, size_t len);
+/* Looks up the allocation of conn for a request; on mismatch sends 437 / 441 and
+ * returns NULL. */
+pl_turn_alloc_t *pl_turn_alloc_for_request(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                                           const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
+
+/* turn_allocate.c */
+void pl_turn_handle_allocate(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                             const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
+void pl_turn_handle_refresh(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                            const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
+
+/* Formats "t<thread>-<seq>" into buf. */
+const char *pl_turn_alloc_name(const pl_turn_server_t *s, const pl_turn_alloc_t *a,
+                               char *buf, size_t cap);
+
+#endif
