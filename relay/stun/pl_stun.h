@@ -224,7 +224,7 @@ typedef struct pl_stun_attr {
 } pl_stun_attr_t;
 
 /* A parsed STUN message: a view over the caller's buffer, which must stay valid and
- * unchanged while the struct is used. Around 540 bytes: fine on the stack. */
+ * unchanged while the struct is used. 544 bytes on LP64: fine on the stack. */
 typedef struct pl_stun_msg {
     const uint8_t *buf;     /* borrowed: the message bytes given to pl_stun_parse */
     size_t len;             /* message length including the 20-byte header */

@@ -214,6 +214,9 @@ static void test_response_ipv6(void **state)
     check_response(resp_v6, sizeof(resp_v6), &want);
 }
 
+/* RFC 5769 §2.4 gives the password as "The<U+00AD>M<U+00AA>tr<U+2168>" before and
+ * "TheMatrIX" after SASLprep. The codec does no SASLprep (pl_stun.h), so the prepared
+ * form is what a caller passes. */
 static pl_stun_cred_t matrix_cred(void)
 {
     return (pl_stun_cred_t){ matrix_user, strlen(matrix_user), "example.org", 11,
