@@ -13,7 +13,7 @@ ifeq ($(CI),true)
   CMAKE_FLAGS += -DPL_WERROR=ON
 endif
 
-.PHONY: all deps deps-run build run test unit integration test-asan test-tsan fuzz bench clean
+.PHONY: all deps deps-run build run test unit integration test-asan test-tsan fuzz fuzz-short bench clean
 
 all: build
 
@@ -67,9 +67,17 @@ test: deps
 	@$(MAKE) --no-print-directory test-asan
 	@echo "== thread sanitizer build: unit + integration =="
 	@$(MAKE) --no-print-directory test-tsan
+	@echo "== fuzz targets, a short run each (clang libFuzzer) =="
+	@$(MAKE) --no-print-directory fuzz-short
 
 fuzz:
-	$(call build_tree,$(BUILD)-fuzz,-DPL_FUZZ=ON -DCMAKE_C_COMPILER=clang)
+	@cmake -S . -B $(BUILD)-fuzz -DPL_FUZZ=ON -DCMAKE_C_COMPILER=clang $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_all -- --no-print-directory
+
+# Every libFuzzer target for ~20 s (ctest label "fuzz"); longer runs by hand, see
+# tests/fuzz/CMakeLists.txt.
+fuzz-short: fuzz
+	ctest --test-dir $(BUILD)-fuzz --output-on-failure -j $(JOBS) -L fuzz
 
 bench: build
 	@ls bench/*/run 2>/dev/null | while read -r b; do echo "== $$b"; done
