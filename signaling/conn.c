@@ -1,0 +1,469 @@
+/* conn.c: one parley.v1 WebSocket connection on its gateway thread: the handshake
+ * filter (path /ws, subprotocol, limits), message reassembly up to max_frame_size,
+ * parse -> auth state -> rate limit -> validate -> dispatch, the bounded send queue
+ * with its slow-consumer policy, the abuse counter, the auth deadline and session
+ * expiry timer, and closing with a code after the queued frames.
+ *
+ * What it does not do: know any frame type besides the rules for the authenticating
+ * one; accounts (accounts.c) supply "auth" and the rest.
+ *
+ * Threading: the lws callback and every static function run on the connection's
+ * service thread; so do pl_sig_reply* (inside a handler) and the auth verdicts. */
+#include "signaling/gw_int.h"
+#include "core/pl_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLOSE_BACKSTOP_S 5          /* kill a closing conn whose peer stops reading */
+
+static uint64_t now_ms(void)
+{
+    return pl_now_mono_ms();
+}
+
+static const char *default_reason(int code)
+{
+    switch (code) {
+    case PL_SIG_CLOSE_NORMAL: return "bye";
+    case PL_SIG_CLOSE_GOING_AWAY: return "server shutting down";
+    case PL_SIG_CLOSE_TOO_BIG: return "frame too large";
+    case PL_SIG_CLOSE_AUTH_REQUIRED: return "auth required";
+    case PL_SIG_CLOSE_REPLACED: return "replaced";
+    case PL_SIG_CLOSE_AUTH_TIMEOUT: return "auth timeout";
+    case PL_SIG_CLOSE_AUTH_FAILED: return "auth failed";
+    case PL_SIG_CLOSE_REVOKED: return "revoked";
+    case PL_SIG_CLOSE_SLOW_CONSUMER: return "slow consumer";
+    case PL_SIG_CLOSE_TOO_MANY_ERRORS: return "too many errors";
+    case PL_SIG_CLOSE_SESSION_EXPIRED: return "session expired";
+    default: return "";
+    }
+}
+
+/* ---- sending and closing ---------------------------------------------------------- */
+
+void pl_sig_conn_close(pl_sig_thread_t *t, pl_sig_conn_t *c, int code, const char *reason)
+{
+    PL_UNUSED(t);
+    if (c->state == PL_SIG_CONN_CLOSING)
+        return;                     /* the first close decides the code */
+    c->state = PL_SIG_CONN_CLOSING;
+    c->close_code = (uint16_t)code;
+    if (reason)
+        c->close_reason = pl_xstrndup(reason, 120);
+    lws_callback_on_writable(c->wsi);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_BACKSTOP_S);
+}
+
+static void drop_queue(pl_sig_conn_t *c)
+{
+    while (c->out_head) {
+        pl_sig_out_t *o = c->out_head;
+        c->out_head = o->next;
+        free(o);
+    }
+    c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
+void pl_sig_conn_queue(pl_sig_thread_t *t, pl_sig_conn_t *c, pl_sig_out_t *out,
+                       pl_metric_id_t m_out)
+{
+    if (c->state == PL_SIG_CONN_CLOSING) {
+        free(out);
+        return;
+    }
+    if ((uint64_t)c->out_bytes + out->len > t->gw->opts.send_queue_max) {
+        /* Slow consumer: memory per connection stays bounded; the client reconnects
+         * and resyncs rather than the server buffering without limit. */
+        free(out);
+        drop_queue(c);
+        pl_metric_inc(t->shard, t->gw->m.close_slow);
+        pl_log_info("signaling.conn.slow_consumer", "conn=%llx device=%llu",
+                    (unsigned long long)c->id, (unsigned long long)c->device_id);
+        pl_sig_conn_close(t, c, PL_SIG_CLOSE_SLOW_CONSUMER, NULL);
+        return;
+    }
+    if (c->out_tail)
+        c->out_tail->next = out;
+    else
+        c->out_head = out;
+    c->out_tail = out;
+    c->out_bytes += out->len;
+    pl_metric_inc(t->shard, m_out);
+    lws_callback_on_writable(c->wsi);
+}
+
+void pl_sig_conn_send(pl_sig_thread_t *t, pl_sig_conn_t *c, json_t *frame)
+{
+    const char *type = json_string_value(json_object_get(frame, "type"));
+    pl_metric_id_t m = pl_sig_out_metric(t->gw, type ? type : "");
+    pl_sig_conn_queue(t, c, pl_sig_out_new(frame), m);
+}
+
+/* Counts a client error in the current window; closes c past max_errors. */
+static void note_abuse(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    uint64_t now = now_ms();
+    uint32_t window = atomic_load_explicit(&t->gw->limits.error_window_ms, memory_order_relaxed);
+    uint32_t max = atomic_load_explicit(&t->gw->limits.max_errors, memory_order_relaxed);
+    if (now - c->err_window_start_ms >= window) {
+        c->err_window_start_ms = now;
+        c->err_count = 0;
+    }
+    if (c->err_count < UINT16_MAX)
+        c->err_count++;
+    if (max && c->err_count >= max) {
+        pl_metric_inc(t->shard, t->gw->m.close_abuse);
+        pl_log_info("signaling.conn.abuse", "conn=%llx device=%llu errors=%u",
+                    (unsigned long long)c->id, (unsigned long long)c->device_id, c->err_count);
+        pl_sig_conn_close(t, c, PL_SIG_CLOSE_TOO_MANY_ERRORS, NULL);
+    }
+}
+
+static void send_error(pl_sig_thread_t *t, pl_sig_conn_t *c, json_t *id, pl_sig_err_t err,
+                       const char *message)
+{
+    pl_metric_inc(t->shard, t->gw->m.errors[err]);
+    pl_sig_conn_send(t, c, pl_sig_frame_error(id, pl_sig_err_code(err), message));
+    if (pl_sig_err_is_abuse(err))
+        note_abuse(t, c);
+}
+
+/* A frame other than the authenticating one before authentication: error, then close
+ * (docs/PROTOCOL.md "Authentication"). */
+static void reject_before_auth(pl_sig_thread_t *t, pl_sig_conn_t *c, json_t *id,
+                               const char *message)
+{
+    pl_sig_count_auth_fail(t, PL_SIG_AF_FRAME_BEFORE_AUTH);
+    pl_metric_inc(t->shard, t->gw->m.errors[PL_SIG_ERR_AUTH_REQUIRED]);
+    pl_sig_conn_send(t, c, pl_sig_frame_error(id, "auth_required", message));
+    pl_sig_conn_close(t, c, PL_SIG_CLOSE_AUTH_REQUIRED, NULL);
+}
+
+/* ---- dispatch ------------------------------------------------------------------- */
+
+/* Checks the connection's auth state against the frame. Returns false when the frame
+ * was refused (and answered). */
+static bool auth_gate(pl_sig_thread_t *t, pl_sig_conn_t *c, const pl_sig_hentry_t *h,
+                      json_t *id)
+{
+    switch (c->state) {
+    case PL_SIG_CONN_NEW:
+        if (!h || h->h->requires_auth) {
+            reject_before_auth(t, c, id, "the first frame must be auth");
+            return false;
+        }
+        return true;
+    case PL_SIG_CONN_AUTHING:
+        reject_before_auth(t, c, id, "wait for auth.result before sending other frames");
+        return false;
+    default:
+        if (!h) {
+            pl_metric_inc(t->shard, t->gw->m.in_unknown);
+            send_error(t, c, id, PL_SIG_ERR_UNKNOWN_TYPE, "unknown frame type");
+            return false;
+        }
+        if (!h->h->requires_auth) {
+            send_error(t, c, id, PL_SIG_ERR_ALREADY_AUTHENTICATED,
+                       "the connection is already authenticated");
+            return false;
+        }
+        return true;
+    }
+}
+
+static bool rate_ok(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    double rate = atomic_load_explicit(&t->gw->limits.rate_frames, memory_order_relaxed);
+    double burst = atomic_load_explicit(&t->gw->limits.rate_burst, memory_order_relaxed);
+    return rate <= 0 || pl_sig_bucket_take(&c->rate, now_ms(), rate, burst, NULL);
+}
+
+static void dispatch(pl_sig_thread_t *t, pl_sig_conn_t *c, const char *data, size_t len)
+{
+    pl_sig_verdict_t v;
+    const char *type;
+    json_t *id;
+    json_t *frame = pl_sig_frame_parse(data, len, &type, &id, &v);
+    if (!frame) {
+        if (c->state != PL_SIG_CONN_AUTHED)
+            reject_before_auth(t, c, NULL, v.message);
+        else
+            send_error(t, c, NULL, v.err, v.message);
+        return;
+    }
+    const pl_sig_hentry_t *h = pl_sig_handler_find(t->gw, type);
+    if (!auth_gate(t, c, h, id))
+        goto done;
+    if (!rate_ok(t, c)) {
+        send_error(t, c, id, PL_SIG_ERR_RATE_LIMITED, "too many frames; slow down");
+        goto done;
+    }
+    if (pl_sig_frame_validate(frame, h->h->fields, h->h->n_fields, &v) < 0) {
+        send_error(t, c, id, v.err, v.message);
+        goto done;
+    }
+    pl_metric_inc(t->shard, h->m_in);
+    if (!h->h->requires_auth)
+        c->state = PL_SIG_CONN_AUTHING;
+    pl_sig_req_t req = {
+        .gw = t->gw, .conn_id = c->id, .account_id = c->account_id,
+        .device_id = c->device_id, .username = c->username ? c->username : "",
+        .type = type, .id = id, .frame = frame, .thread = t->index,
+    };
+    h->h->fn(&req, h->arg);
+done:
+    json_decref(frame);
+}
+
+/* ---- lws events --------------------------------------------------------------------- */
+
+static int close_too_big(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    pl_metric_inc(t->shard, t->gw->m.close_too_big);
+    static const char why[] = "frame too large";
+    /* RFC 6455 §7.4.1: 1009 = message too big to process. */
+    lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                     (unsigned char *)(uintptr_t)why, sizeof(why) - 1);
+    return -1;
+}
+
+static int on_receive(pl_sig_thread_t *t, pl_sig_conn_t *c, const char *in, size_t len)
+{
+    if (c->state == PL_SIG_CONN_CLOSING)
+        return 0;
+    bool last = lws_is_final_fragment(c->wsi) && lws_remaining_packet_payload(c->wsi) == 0;
+    if (c->rx_discard) {
+        c->rx_discard = !last;
+        return 0;
+    }
+    if (lws_frame_is_binary(c->wsi)) {
+        /* parley.v1 is text only; the rest of this message is skipped. */
+        c->rx_discard = !last;
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_len = 0;
+        if (c->state == PL_SIG_CONN_AUTHED)
+            send_error(t, c, NULL, PL_SIG_ERR_BAD_FRAME, "binary frames are not supported");
+        else
+            reject_before_auth(t, c, NULL, "binary frames are not supported");
+        return 0;
+    }
+    size_t total = (size_t)c->rx_len + len + lws_remaining_packet_payload(c->wsi);
+    if (total > t->gw->opts.max_frame)
+        return close_too_big(t, c);
+    if (last && !c->rx) {
+        dispatch(t, c, in, len);        /* the common case: no copy */
+        return 0;
+    }
+    /* Grow to what this WebSocket frame still announces (bounded by max_frame). */
+    c->rx = pl_xrealloc(c->rx, total);
+    memcpy(c->rx + c->rx_len, in, len);
+    c->rx_len += (uint32_t)len;
+    if (last) {
+        char *msg = c->rx;
+        size_t n = c->rx_len;
+        c->rx = NULL;
+        c->rx_len = 0;
+        dispatch(t, c, msg, n);
+        free(msg);
+    }
+    return 0;
+}
+
+static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    PL_UNUSED(t);
+    pl_sig_out_t *o = c->out_head;
+    if (o) {
+        c->out_head = o->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        c->out_bytes -= o->len;
+        int n = lws_write(c->wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
+        bool ok = n >= (int)o->len;
+        free(o);
+        if (!ok)
+            return -1;
+        if (c->out_head || c->state == PL_SIG_CONN_CLOSING)
+            lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (c->state == PL_SIG_CONN_CLOSING) {
+        const char *r = c->close_reason ? c->close_reason : default_reason(c->close_code);
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)(uintptr_t)r, strlen(r));
+        return -1;
+    }
+    return 0;
+}
+
+static void on_timer(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    if (c->state == PL_SIG_CONN_NEW || c->state == PL_SIG_CONN_AUTHING) {
+        pl_sig_count_auth_fail(t, PL_SIG_AF_TIMEOUT);
+        pl_metric_inc(t->shard, t->gw->m.errors[PL_SIG_ERR_AUTH_REQUIRED]);
+        pl_sig_conn_send(t, c, pl_sig_frame_error(NULL, "auth_required",
+                                                  "no auth frame within auth_timeout"));
+        pl_sig_conn_close(t, c, PL_SIG_CLOSE_AUTH_TIMEOUT, NULL);
+    } else if (c->state == PL_SIG_CONN_AUTHED) {
+        pl_metric_inc(t->shard, t->gw->m.close_expired);
+        pl_sig_conn_close(t, c, PL_SIG_CLOSE_SESSION_EXPIRED, NULL);
+    }
+}
+
+static int on_filter(pl_sig_thread_t *t, struct lws *wsi)
+{
+    char uri[16];
+    pl_sig_gateway_t *gw = t->gw;
+    bool ok = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) > 0 &&
+              strcmp(uri, "/ws") == 0 && !atomic_load(&gw->draining) &&
+              pl_sig_gateway_conn_count(gw) < gw->opts.max_connections;
+    if (!ok)
+        pl_metric_inc(t->shard, gw->m.rejected);
+    return ok ? 0 : 1;
+}
+
+static void on_established(pl_sig_thread_t *t, pl_sig_conn_t *c, struct lws *wsi)
+{
+    c->wsi = wsi;
+    c->id = pl_sig_slot_alloc(t, c, PL_SIG_SLOT_WS);
+    c->state = PL_SIG_CONN_NEW;
+    pl_sig_bucket_init(&c->rate, atomic_load(&t->gw->limits.rate_burst), now_ms());
+    c->err_window_start_ms = now_ms();
+    atomic_fetch_add(&t->n_ws, 1);
+    pl_metric_gauge_add(t->shard, t->gw->m.connections, 1);
+    pl_metric_inc(t->shard, t->gw->m.handshakes);
+    lws_set_timer_usecs(wsi, (lws_usec_t)t->gw->opts.auth_timeout_ms * 1000);
+}
+
+static void on_closed(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    if (!c->id)
+        return;
+    if (c->device_id) {
+        pl_sig_dir_remove(t->gw->dir, c->device_id, c->id);
+        pl_sig_conn_info_t info = { c->id, c->account_id, c->device_id, t->index };
+        for (size_t i = 0; i < t->gw->n_hooks; i++)
+            if (t->gw->hooks[i].hooks->on_close)
+                t->gw->hooks[i].hooks->on_close(&info, t->gw->hooks[i].arg);
+    }
+    drop_queue(c);
+    free(c->rx);
+    free(c->username);
+    free(c->close_reason);
+    pl_sig_slot_free(t, c->id);
+    c->id = 0;
+    atomic_fetch_sub(&t->n_ws, 1);
+    pl_metric_gauge_add(t->shard, t->gw->m.connections, -1);
+}
+
+int pl_sig_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                       void *in, size_t len)
+{
+    pl_sig_thread_t *t = lws_context_user(lws_get_context(wsi));
+    pl_sig_conn_t *c = user;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return on_filter(t, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        on_established(t, c, wsi);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        return on_receive(t, c, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return on_writeable(t, c);
+    case LWS_CALLBACK_TIMER:
+        on_timer(t, c);
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        on_closed(t, c);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+void pl_sig_conn_close_all(pl_sig_thread_t *t)
+{
+    for (uint32_t i = 0; i < t->n_slots; i++)
+        if (t->slots[i].kind == PL_SIG_SLOT_WS)
+            pl_sig_conn_close(t, t->slots[i].obj, PL_SIG_CLOSE_GOING_AWAY, NULL);
+}
+
+/* ---- handler replies and auth verdicts ------------------------------------------ */
+
+static pl_sig_conn_t *conn_of(pl_sig_gateway_t *gw, uint64_t conn_id, pl_sig_thread_t **t)
+{
+    *t = pl_sig_thread_of(gw, conn_id);
+    return *t ? pl_sig_slot_get(*t, conn_id, PL_SIG_SLOT_WS) : NULL;
+}
+
+void pl_sig_reply(pl_sig_req_t *req, json_t *result)
+{
+    pl_sig_thread_t *t;
+    pl_sig_conn_t *c = conn_of(req->gw, req->conn_id, &t);
+    char type[PL_SIG_TYPE_MAX + 8];
+    snprintf(type, sizeof(type), "%s.result", req->type);
+    json_t *frame = pl_sig_frame_make(type, req->id, result);
+    if (!c) {
+        json_decref(frame);
+        return;
+    }
+    pl_sig_conn_send(t, c, frame);
+}
+
+void pl_sig_reply_error(pl_sig_req_t *req, const char *code, const char *message)
+{
+    pl_sig_thread_t *t;
+    pl_sig_conn_t *c = conn_of(req->gw, req->conn_id, &t);
+    if (c)
+        send_error(t, c, req->id, pl_sig_err_from_code(code), message);
+}
+
+int pl_sig_conn_authenticated(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *id,
+                              const pl_sig_identity_t *who, json_t *result)
+{
+    pl_sig_thread_t *t;
+    pl_sig_conn_t *c = conn_of(gw, conn_id, &t);
+    if (!c || c->state != PL_SIG_CONN_AUTHING) {
+        json_decref(result);
+        return -ENOENT;
+    }
+    c->state = PL_SIG_CONN_AUTHED;
+    c->account_id = who->account_id;
+    c->device_id = who->device_id;
+    c->username = pl_xstrdup(who->username);
+    uint64_t old = pl_sig_dir_put(gw->dir, who->device_id, conn_id);
+    if (old && old != conn_id) {
+        pl_metric_inc(t->shard, gw->m.close_replaced);
+        pl_sig_close(gw, old, PL_SIG_CLOSE_REPLACED, "replaced by a newer connection");
+    }
+    uint64_t wall = pl_now_wall_ms();
+    if (who->expires_at_ms > wall)
+        lws_set_timer_usecs(c->wsi, (lws_usec_t)(who->expires_at_ms - wall) * 1000);
+    else
+        lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    pl_metric_inc(t->shard, gw->m.auth_ok);
+    pl_sig_conn_send(t, c, pl_sig_frame_make("auth.result", id, result));
+    pl_sig_conn_info_t info = { c->id, c->account_id, c->device_id, t->index };
+    for (size_t i = 0; i < gw->n_hooks; i++)
+        if (gw->hooks[i].hooks->on_auth)
+            gw->hooks[i].hooks->on_auth(&info, gw->hooks[i].arg);
+    return 0;
+}
+
+void pl_sig_conn_auth_failed(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *id,
+                             const char *code, const char *message, int close_code)
+{
+    pl_sig_thread_t *t;
+    pl_sig_conn_t *c = conn_of(gw, conn_id, &t);
+    if (!c)
+        return;
+    pl_sig_count_error(t, code);
+    pl_sig_conn_send(t, c, pl_sig_frame_error(id, code, message));
+    pl_sig_conn_close(t, c, close_code, NULL);
+}

@@ -1,0 +1,279 @@
+/* gw_int.h: the gateway's private structures, shared by gateway.c (threads, contexts,
+ * inboxes, registration, sending by id), conn.c (the parley.v1 WebSocket protocol) and
+ * http.c (the HTTP API and static files). Not for other modules.
+ *
+ * Threading: a pl_sig_thread_t's slots, connections and metric shard belong to its
+ * service thread; its inbox is shared behind a leaf mutex. The gateway's tables are
+ * immutable once started; its reloadable limits are atomics. */
+#ifndef PL_SIG_GW_INT_H
+#define PL_SIG_GW_INT_H
+
+#include "signaling/sig_int.h"
+#include "core/pl_metrics.h"
+
+#include <libwebsockets.h>
+#include <stdatomic.h>
+
+/* ---- HTTP routes (http.c) -------------------------------------------------------- */
+
+typedef struct pl_sig_http_req {
+    pl_sig_gateway_t *gw;
+    uint64_t http_id;           /* names the transaction for pl_sig_http_respond */
+    unsigned thread;
+    int method;                 /* LWSHUMETH_* */
+    const char *path;           /* "/v1/devices/17" */
+    const char *suffix;         /* for prefix routes: what follows the prefix */
+    json_t *body;               /* parsed JSON body (POST), or NULL */
+    const char *bearer;         /* Authorization: Bearer token, or NULL */
+    const char *peer;           /* client IP text */
+} pl_sig_http_req_t;
+
+typedef void (*pl_sig_http_fn)(pl_sig_http_req_t *req, void *arg);
+
+typedef struct pl_sig_http_route {
+    int method;                 /* LWSHUMETH_GET / POST / DELETE */
+    const char *path;           /* exact path, or a prefix ending in '/' when prefix */
+    bool prefix;
+    bool needs_body;            /* POST: a JSON object body is required */
+    pl_sig_http_fn fn;
+} pl_sig_http_route_t;
+
+int pl_sig_gateway_add_http_routes(pl_sig_gateway_t *gw, const pl_sig_http_route_t *routes,
+                                   size_t n, void *arg);
+/* Answers an HTTP transaction with status and a JSON body (owned; NULL = empty object).
+ * Any thread. A transaction whose client has gone is dropped. */
+void pl_sig_http_respond(pl_sig_gateway_t *gw, uint64_t http_id, int status, json_t *body);
+/* Answers with {"error":{"code":code,"message":message}}. Any thread. */
+void pl_sig_http_error(pl_sig_gateway_t *gw, uint64_t http_id, int status, const char *code,
+                       const char *message);
+
+/* ---- options --------------------------------------------------------------------- */
+
+typedef struct pl_sig_gw_opts {
+    const char *listen;             /* borrowed from the config snapshot */
+    const char *tls_listen;
+    const char *tls_cert;           /* "" = no TLS listener */
+    const char *tls_key;
+    const char *web_root;           /* "" = no static files */
+    unsigned threads;
+    uint32_t max_frame;             /* bytes */
+    uint32_t send_queue_max;        /* bytes */
+    uint32_t max_connections;
+    uint32_t max_body;              /* HTTP request body bytes */
+    uint32_t auth_timeout_ms;
+    uint16_t ping_interval_s;
+    uint16_t idle_timeout_s;
+} pl_sig_gw_opts_t;
+
+/* Limits that may change on reload (atomics, relaxed: each is independent). */
+typedef struct pl_sig_limits {
+    _Atomic uint32_t rate_frames;   /* frames per second per connection */
+    _Atomic uint32_t rate_burst;
+    _Atomic uint32_t max_errors;    /* client errors per window before close */
+    _Atomic uint32_t error_window_ms;
+} pl_sig_limits_t;
+
+/* ---- metrics ids ------------------------------------------------------------------ */
+
+typedef enum pl_sig_auth_fail {
+    PL_SIG_AF_TOKEN_INVALID,
+    PL_SIG_AF_TOKEN_EXPIRED,
+    PL_SIG_AF_TIMEOUT,
+    PL_SIG_AF_FRAME_BEFORE_AUTH,
+    PL_SIG_AF_BAD_CREDENTIALS,
+    PL_SIG_AF_RATE_LIMITED,
+    PL_SIG_AF_COUNT
+} pl_sig_auth_fail_t;
+
+typedef struct pl_sig_metric_ids {
+    pl_metric_id_t connections, handshakes, rejected, dropped, http_requests;
+    pl_metric_id_t auth_ok;
+    pl_metric_id_t auth_fail[PL_SIG_AF_COUNT];
+    pl_metric_id_t errors[PL_SIG_ERR_COUNT];
+    pl_metric_id_t in_unknown, out_other;
+    pl_metric_id_t close_replaced, close_slow, close_abuse, close_too_big, close_expired;
+} pl_sig_metric_ids_t;
+
+/* ---- registered tables ------------------------------------------------------------ */
+
+typedef struct pl_sig_hentry {
+    const pl_sig_handler_t *h;
+    void *arg;
+    pl_metric_id_t m_in;
+    pl_metric_id_t m_out;           /* "<type>.result" */
+} pl_sig_hentry_t;
+
+typedef struct pl_sig_otype {       /* frames-out series: results, errors, pushes */
+    char *type;                     /* owned */
+    pl_metric_id_t m_out;
+} pl_sig_otype_t;
+
+typedef struct pl_sig_hookent {
+    const pl_sig_hooks_t *hooks;
+    void *arg;
+} pl_sig_hookent_t;
+
+typedef struct pl_sig_rentry {
+    const pl_sig_http_route_t *r;
+    void *arg;
+} pl_sig_rentry_t;
+
+/* ---- threads and connections ------------------------------------------------------ */
+
+enum { PL_SIG_SLOT_FREE, PL_SIG_SLOT_WS, PL_SIG_SLOT_HTTP };
+
+typedef struct pl_sig_slot {
+    void *obj;                      /* pl_sig_conn_t or pl_sig_http_t */
+    uint32_t gen;                   /* 24 bits used; bumps on every free */
+    uint32_t next_free : 30;
+    uint32_t kind : 2;              /* PL_SIG_SLOT_* */
+} pl_sig_slot_t;
+
+typedef struct pl_sig_thread {
+    pl_sig_gateway_t *gw;
+    unsigned index;
+    struct lws_context *ctx;
+    struct lws_vhost *vh_plain;
+    struct lws_vhost *vh_tls;
+    pthread_t tid;
+    bool started;
+    atomic_bool quit;
+    atomic_bool dead;               /* service loop ended: inbox drained by the owner */
+    atomic_int n_ws;                /* live WebSocket connections (read by drained()) */
+
+    pthread_mutex_t lock;           /* leaf lock: the inbox */
+    pl_msg_t *in_head;
+    pl_msg_t **in_tail;
+
+    pl_sig_slot_t *slots;           /* service thread only */
+    uint32_t n_slots;
+    uint32_t free_head;             /* UINT32_MAX = none */
+    pl_metrics_shard_t *shard;
+} pl_sig_thread_t;
+
+enum { PL_SIG_CONN_NEW, PL_SIG_CONN_AUTHING, PL_SIG_CONN_AUTHED, PL_SIG_CONN_CLOSING };
+
+typedef struct pl_sig_out {
+    struct pl_sig_out *next;
+    uint32_t len;
+    unsigned char buf[];            /* LWS_PRE bytes of headroom, then len bytes */
+} pl_sig_out_t;
+
+/* The parley.v1 per-session data (lws allocates and zeroes it). Kept small: a
+ * benchmark holds 100k idle connections. */
+typedef struct pl_sig_conn {
+    struct lws *wsi;
+    uint64_t id;
+    uint64_t account_id;
+    uint64_t device_id;
+    char *username;                 /* owned, after auth */
+    pl_sig_out_t *out_head;
+    pl_sig_out_t *out_tail;
+    char *rx;                       /* reassembly of a message spanning callbacks */
+    char *close_reason;             /* owned, or NULL for the code's default */
+    uint32_t rx_len;
+    uint32_t out_bytes;
+    pl_sig_bucket_t rate;
+    uint64_t err_window_start_ms;
+    uint16_t err_count;
+    uint16_t close_code;
+    uint8_t state;
+    bool rx_discard;                /* dropping the rest of a rejected message */
+} pl_sig_conn_t;
+
+/* The HTTP per-transaction data. */
+typedef struct pl_sig_http {
+    struct lws *wsi;
+    uint64_t id;
+    const pl_sig_rentry_t *route;
+    char *body;
+    size_t body_len;
+    unsigned char *resp;            /* LWS_PRE headroom + JSON */
+    size_t resp_len;
+    int status;
+    int method;
+    uint8_t phase;                  /* http.c: none, headers next, body next */
+    bool responded;
+    char path[256];
+    char bearer[128];
+    char peer[64];
+} pl_sig_http_t;
+
+struct pl_sig_gateway {
+    pl_sig_gw_opts_t opts;
+    pl_sig_limits_t limits;
+    pl_metrics_t *metrics;
+    pl_sig_metric_ids_t m;
+    pl_sig_dir_t *dir;
+
+    pl_sig_hentry_t *handlers;      /* sorted by type at start */
+    size_t n_handlers;
+    pl_sig_otype_t *otypes;         /* sorted by type at start */
+    size_t n_otypes;
+    pl_sig_hookent_t *hooks;
+    size_t n_hooks;
+    pl_sig_rentry_t *routes;
+    size_t n_routes;
+
+    pl_sig_thread_t *threads;
+    unsigned n_threads;
+    uint16_t port;                  /* bound plain port */
+    uint16_t tls_port;
+    struct lws_http_mount mounts[2];    /* /v1 (callback) and / (web_root files) */
+    lws_retry_bo_t retry;           /* ping interval and idle hang-up */
+    atomic_bool draining;
+    bool started;
+};
+
+/* gateway.c */
+int pl_sig_gateway_create(const pl_sig_gw_opts_t *opts, pl_metrics_t *metrics,
+                          pl_sig_gateway_t **out);
+/* Registers metrics, creates the lws contexts (binding the ports) and starts the
+ * threads. Returns 0 or a negative error (logged). */
+int pl_sig_gateway_start(pl_sig_gateway_t *gw);
+/* Closes every WebSocket with 1001 and refuses new ones. Any thread. */
+void pl_sig_gateway_drain(pl_sig_gateway_t *gw);
+size_t pl_sig_gateway_conn_count(pl_sig_gateway_t *gw);
+/* Stops and joins the threads (connections close). Messages posted later are run on
+ * the calling thread by pl_sig_gateway_destroy. */
+void pl_sig_gateway_stop(pl_sig_gateway_t *gw);
+void pl_sig_gateway_destroy(pl_sig_gateway_t *gw);
+void pl_sig_gateway_set_limits(pl_sig_gateway_t *gw, uint32_t rate_frames, uint32_t rate_burst,
+                               uint32_t max_errors, uint32_t error_window_ms);
+void pl_sig_gateway_stats_json(pl_sig_gateway_t *gw, pl_buf_t *out);
+
+/* Freezes the registration tables (sorted, result types added). Before metrics. */
+void pl_sig_gateway_seal(pl_sig_gateway_t *gw);
+pl_sig_thread_t *pl_sig_thread_of(pl_sig_gateway_t *gw, uint64_t id);
+/* Slots: service thread only. */
+uint64_t pl_sig_slot_alloc(pl_sig_thread_t *t, void *obj, unsigned kind);
+void pl_sig_slot_free(pl_sig_thread_t *t, uint64_t id);
+/* The object named by id if it is alive and of that kind, else NULL. */
+void *pl_sig_slot_get(pl_sig_thread_t *t, uint64_t id, unsigned kind);
+/* Runs every queued inbox message. Service thread (or the owner after it ended). */
+void pl_sig_thread_drain_inbox(pl_sig_thread_t *t);
+const pl_sig_hentry_t *pl_sig_handler_find(const pl_sig_gateway_t *gw, const char *type);
+pl_metric_id_t pl_sig_out_metric(const pl_sig_gateway_t *gw, const char *type);
+/* Serializes frame (owned) into a send-queue entry. */
+pl_sig_out_t *pl_sig_out_new(json_t *frame);
+void pl_sig_count_auth_fail(pl_sig_thread_t *t, pl_sig_auth_fail_t why);
+void pl_sig_count_error(pl_sig_thread_t *t, const char *code);
+
+/* conn.c */
+int pl_sig_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                       void *in, size_t len);
+/* Closes every WebSocket of t with 1001 (drain). Service thread. */
+void pl_sig_conn_close_all(pl_sig_thread_t *t);
+/* Queues out (owned) on c; closes c as a slow consumer on overflow. */
+void pl_sig_conn_queue(pl_sig_thread_t *t, pl_sig_conn_t *c, pl_sig_out_t *out,
+                       pl_metric_id_t m_out);
+/* Sends json (owned) on c. */
+void pl_sig_conn_send(pl_sig_thread_t *t, pl_sig_conn_t *c, json_t *frame);
+/* Closes c after its queued frames with code and reason (copied; NULL = default). */
+void pl_sig_conn_close(pl_sig_thread_t *t, pl_sig_conn_t *c, int code, const char *reason);
+
+/* http.c */
+int pl_sig_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                         void *in, size_t len);
+
+#endif

@@ -1,0 +1,383 @@
+/* gw_threads.c: the gateway's life cycle: options, metric registration, one lws
+ * context per service thread with a plain (and optionally a TLS) vhost on the shared
+ * port, the service loops, drain, stop and /stats.
+ *
+ * Memory per connection is what the 100k-idle-connections benchmark measures, so the
+ * lws knobs here are chosen for it: a 1 KiB per-connection rx buffer (messages larger
+ * than that are reassembled on demand in conn.c), a bounded pool of HTTP header
+ * buffers (only handshakes in flight hold one; lws frees it at the upgrade), and no
+ * per-connection timers besides lws's own.
+ *
+ * Threading: create/start/stop/destroy on the main thread; thread_main on each service
+ * thread. */
+#include "signaling/gw_int.h"
+#include "core/pl_log.h"
+#include "core/pl_net.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WS_RX_BUFFER 1024
+#define HEADER_POOL 256             /* concurrent HTTP requests/handshakes per thread */
+
+static const struct lws_protocols protocols[] = {
+    { "http", pl_sig_http_callback, sizeof(pl_sig_http_t), 0, 0, NULL, 0 },
+    { "parley.v1", pl_sig_ws_callback, sizeof(pl_sig_conn_t), WS_RX_BUFFER, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+/* ---- lws logs into ours ------------------------------------------------------------ */
+
+static void lws_log_sink(int level, const char *line)
+{
+    char buf[256];
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    snprintf(buf, sizeof(buf), "%.*s", (int)PL_MIN(n, sizeof(buf) - 1), line);
+    pl_log(level == LLL_ERR ? PL_LOG_ERROR : PL_LOG_WARN, "signaling.lws", "msg=%s",
+           PL_LOG_QUOTED(buf));
+}
+
+/* ---- create / registration of metrics ------------------------------------------ */
+
+int pl_sig_gateway_create(const pl_sig_gw_opts_t *opts, pl_metrics_t *metrics,
+                          pl_sig_gateway_t **out)
+{
+    pl_sig_gateway_t *gw = pl_xcalloc(1, sizeof(*gw));
+    gw->opts = *opts;
+    gw->metrics = metrics;
+    gw->dir = pl_sig_dir_create();
+    gw->n_threads = opts->threads ? opts->threads : 1;
+    gw->threads = pl_xcalloc(gw->n_threads, sizeof(*gw->threads));
+    for (unsigned i = 0; i < gw->n_threads; i++) {
+        pl_sig_thread_t *t = &gw->threads[i];
+        t->gw = gw;
+        t->index = i;
+        t->free_head = UINT32_MAX;
+        t->in_tail = &t->in_head;
+        pthread_mutex_init(&t->lock, NULL);
+    }
+    static const char *const builtin[] = { "error" };
+    pl_sig_gateway_add_push_types(gw, builtin, 1);
+    *out = gw;
+    return 0;
+}
+
+void pl_sig_gateway_set_limits(pl_sig_gateway_t *gw, uint32_t rate_frames, uint32_t rate_burst,
+                               uint32_t max_errors, uint32_t error_window_ms)
+{
+    atomic_store_explicit(&gw->limits.rate_frames, rate_frames, memory_order_relaxed);
+    atomic_store_explicit(&gw->limits.rate_burst, rate_burst, memory_order_relaxed);
+    atomic_store_explicit(&gw->limits.max_errors, max_errors, memory_order_relaxed);
+    atomic_store_explicit(&gw->limits.error_window_ms, error_window_ms, memory_order_relaxed);
+}
+
+static pl_metric_id_t counter_l(pl_sig_gateway_t *gw, const char *name, const char *help,
+                                const char *label, const char *value)
+{
+    char labels[160];
+    snprintf(labels, sizeof(labels), "%s=\"%s\"", label, value);
+    return pl_metrics_counter(gw->metrics, name, help, labels);
+}
+
+static void register_metrics(pl_sig_gateway_t *gw)
+{
+    static const char *const af[PL_SIG_AF_COUNT] = {
+        "token_invalid", "token_expired", "timeout", "frame_before_auth",
+        "bad_credentials", "rate_limited",
+    };
+    pl_metrics_t *r = gw->metrics;
+    pl_sig_metric_ids_t *m = &gw->m;
+    m->connections = pl_metrics_gauge(r, "parley_signaling_connections",
+                                      "Open WebSocket connections", NULL);
+    m->handshakes = pl_metrics_counter(r, "parley_signaling_handshakes_total",
+                                       "WebSocket handshakes completed", NULL);
+    m->rejected = pl_metrics_counter(r, "parley_signaling_handshakes_rejected_total",
+        "WebSocket handshakes refused (path, subprotocol, draining, connection limit)", NULL);
+    m->dropped = pl_metrics_counter(r, "parley_signaling_frames_dropped_total",
+        "Frames for connections that had closed before delivery", NULL);
+    m->http_requests = pl_metrics_counter(r, "parley_signaling_http_requests_total",
+                                          "HTTP API requests", NULL);
+    m->auth_ok = pl_metrics_counter(r, "parley_signaling_auth_total",
+                                    "Successful WebSocket authentications", NULL);
+    for (int i = 0; i < PL_SIG_AF_COUNT; i++)
+        m->auth_fail[i] = counter_l(gw, "parley_signaling_auth_failures_total",
+                                    "Authentication failures by reason", "reason", af[i]);
+    for (int i = 1; i < PL_SIG_ERR_COUNT; i++)
+        m->errors[i] = counter_l(gw, "parley_signaling_errors_total",
+                                 "Error frames and HTTP errors sent, by code", "code",
+                                 pl_sig_err_code((pl_sig_err_t)i));
+    const char *in_help = "Frames received, by type";
+    const char *out_help = "Frames sent, by type";
+    for (size_t i = 0; i < gw->n_handlers; i++) {
+        pl_sig_hentry_t *h = &gw->handlers[i];
+        h->m_in = counter_l(gw, "parley_signaling_frames_in_total", in_help, "type", h->h->type);
+    }
+    m->in_unknown = counter_l(gw, "parley_signaling_frames_in_total", in_help, "type", "unknown");
+    for (size_t i = 0; i < gw->n_otypes; i++)
+        gw->otypes[i].m_out = counter_l(gw, "parley_signaling_frames_out_total", out_help,
+                                        "type", gw->otypes[i].type);
+    m->out_other = counter_l(gw, "parley_signaling_frames_out_total", out_help, "type", "other");
+    const char *ch = "Connections closed by the server, by reason";
+    m->close_replaced = counter_l(gw, "parley_signaling_closes_total", ch, "reason", "replaced");
+    m->close_slow = counter_l(gw, "parley_signaling_closes_total", ch, "reason", "slow_consumer");
+    m->close_abuse = counter_l(gw, "parley_signaling_closes_total", ch, "reason", "too_many_errors");
+    m->close_too_big = counter_l(gw, "parley_signaling_closes_total", ch, "reason", "too_big");
+    m->close_expired = counter_l(gw, "parley_signaling_closes_total", ch, "reason",
+                                 "session_expired");
+}
+
+/* ---- contexts and service threads ------------------------------------------------- */
+
+/* "127.0.0.1:8080" -> iface "127.0.0.1" (NULL for a wildcard) and port. */
+static int parse_listen(const char *spec, char *iface, size_t cap, int *port)
+{
+    pl_sockaddr_t a;
+    if (pl_sockaddr_parse(spec, -1, &a) < 0)
+        return PL_ECONFIG;
+    *port = pl_sockaddr_port(&a);
+    pl_ipaddr_str(&a, iface, cap);
+    if (strcmp(iface, "0.0.0.0") == 0 || strcmp(iface, "::") == 0)
+        iface[0] = '\0';
+    return 0;
+}
+
+static void setup_mounts(pl_sig_gateway_t *gw)
+{
+    struct lws_http_mount *api = &gw->mounts[0], *files = &gw->mounts[1];
+    memset(gw->mounts, 0, sizeof(gw->mounts));
+    api->mountpoint = "/v1";
+    api->mountpoint_len = 3;
+    api->origin = "http";                       /* protocols[0] gets LWS_CALLBACK_HTTP */
+    api->origin_protocol = LWSMPRO_CALLBACK;
+    if (gw->opts.web_root && gw->opts.web_root[0]) {
+        files->mountpoint = "/";
+        files->mountpoint_len = 1;
+        files->origin = gw->opts.web_root;
+        files->def = "index.html";
+        files->origin_protocol = LWSMPRO_FILE;
+        api->mount_next = files;
+    }
+}
+
+static struct lws_vhost *make_vhost(pl_sig_thread_t *t, const char *spec, int port_override,
+                                    bool tls)
+{
+    pl_sig_gateway_t *gw = t->gw;
+    char iface[64];
+    int port = 0;
+    if (parse_listen(spec, iface, sizeof(iface), &port) < 0)
+        return NULL;
+    struct lws_context_creation_info vi;
+    memset(&vi, 0, sizeof(vi));
+    vi.vhost_name = tls ? "parley-tls" : "parley";
+    vi.iface = iface[0] ? iface : NULL;
+    vi.port = port_override >= 0 ? port_override : port;
+    vi.protocols = protocols;
+    vi.mounts = &gw->mounts[0];
+    vi.retry_and_idle_policy = &gw->retry;
+    /* RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection (1007). */
+    vi.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    vi.keepalive_timeout = 5;
+    vi.timeout_secs = 10;
+    if (tls) {
+        vi.ssl_cert_filepath = gw->opts.tls_cert;
+        vi.ssl_private_key_filepath = gw->opts.tls_key;
+    }
+    return lws_create_vhost(t->ctx, &vi);
+}
+
+static int create_context(pl_sig_thread_t *t)
+{
+    pl_sig_gateway_t *gw = t->gw;
+    bool tls = gw->opts.tls_cert && gw->opts.tls_cert[0];
+    struct lws_context_creation_info ci;
+    memset(&ci, 0, sizeof(ci));
+    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                 (tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
+    ci.user = t;
+    ci.count_threads = 1;
+    /* fd_limit_per_thread stays 0: lws then sizes its fd lookup table by the process
+     * fd limit and indexes it by fd number. A smaller limit switches lws to a linear
+     * search per event, which 100k connections cannot afford; and fd numbers are
+     * process-wide, so each context must be able to hold any of them. The table is
+     * calloc'd, so untouched pages cost no resident memory. */
+    ci.fd_limit_per_thread = 0;
+    ci.max_http_header_pool = HEADER_POOL;
+    ci.timeout_secs = 10;
+    ci.keepalive_timeout = 5;
+    t->ctx = lws_create_context(&ci);
+    if (!t->ctx)
+        return -ENOMEM;
+    int port = t->index == 0 ? -1 : gw->port;
+    t->vh_plain = make_vhost(t, gw->opts.listen, port, false);
+    if (!t->vh_plain)
+        goto fail;
+    if (t->index == 0)
+        gw->port = (uint16_t)lws_get_vhost_listen_port(t->vh_plain);
+    if (tls) {
+        t->vh_tls = make_vhost(t, gw->opts.tls_listen, t->index == 0 ? -1 : gw->tls_port, true);
+        if (!t->vh_tls)
+            goto fail;
+        if (t->index == 0)
+            gw->tls_port = (uint16_t)lws_get_vhost_listen_port(t->vh_tls);
+    }
+    return 0;
+
+fail:
+    lws_context_destroy(t->ctx);
+    t->ctx = NULL;
+    return -EADDRINUSE;
+}
+
+static void *thread_main(void *arg)
+{
+    pl_sig_thread_t *t = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "sig-gw-%u", t->index % 100);
+    pthread_setname_np(pthread_self(), name);
+    while (!atomic_load(&t->quit))
+        if (lws_service(t->ctx, 0) < 0)
+            break;
+    pl_sig_thread_drain_inbox(t);
+    /* Destroying the context closes every connection here, on the owning thread. */
+    struct lws_context *ctx = t->ctx;
+    pthread_mutex_lock(&t->lock);
+    atomic_store(&t->dead, true);
+    pthread_mutex_unlock(&t->lock);
+    lws_context_destroy(ctx);
+    t->ctx = NULL;
+    pl_sig_thread_drain_inbox(t);
+    return NULL;
+}
+
+int pl_sig_gateway_start(pl_sig_gateway_t *gw)
+{
+    pl_sig_gateway_seal(gw);
+    register_metrics(gw);
+    setup_mounts(gw);
+    gw->retry.secs_since_valid_ping = gw->opts.ping_interval_s;
+    gw->retry.secs_since_valid_hangup = gw->opts.idle_timeout_s;
+    lws_set_log_level(LLL_ERR | (pl_log_get_level() <= PL_LOG_DEBUG ? LLL_WARN : 0),
+                      lws_log_sink);
+    int rc = 0;
+    for (unsigned i = 0; i < gw->n_threads; i++) {
+        pl_sig_thread_t *t = &gw->threads[i];
+        t->shard = pl_metrics_shard_create(gw->metrics);
+        rc = create_context(t);
+        if (rc < 0) {
+            pl_log_error("signaling.listen.failed", "listen=%s tls_listen=%s thread=%u error=%s",
+                         PL_LOG_QUOTED(gw->opts.listen), PL_LOG_QUOTED(gw->opts.tls_listen),
+                         i, pl_strerror(rc));
+            return rc;
+        }
+    }
+    for (unsigned i = 0; i < gw->n_threads; i++) {
+        pl_sig_thread_t *t = &gw->threads[i];
+        rc = -pthread_create(&t->tid, NULL, thread_main, t);
+        if (rc < 0)
+            return rc;
+        t->started = true;
+    }
+    pl_log_info("signaling.listening", "port=%u tls_port=%u threads=%u web_root=%s",
+                gw->port, gw->tls_port, gw->n_threads, PL_LOG_QUOTED(gw->opts.web_root));
+    return 0;
+}
+
+static void close_all_msg(pl_loop_t *loop, pl_msg_t *msg)
+{
+    PL_UNUSED(loop);
+    pl_sig_thread_t *t = *(pl_sig_thread_t **)(msg + 1);
+    if (!atomic_load(&t->dead))
+        pl_sig_conn_close_all(t);
+    free(msg);
+}
+
+void pl_sig_gateway_drain(pl_sig_gateway_t *gw)
+{
+    atomic_store(&gw->draining, true);
+    for (unsigned i = 0; i < gw->n_threads; i++) {
+        if (!gw->threads[i].started)
+            continue;
+        pl_msg_t *m = pl_xcalloc(1, sizeof(pl_msg_t) + sizeof(pl_sig_thread_t *));
+        m->fn = close_all_msg;
+        *(pl_sig_thread_t **)(m + 1) = &gw->threads[i];
+        pl_sig_post(gw, i, m);
+    }
+}
+
+size_t pl_sig_gateway_conn_count(pl_sig_gateway_t *gw)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < gw->n_threads; i++)
+        n += (size_t)atomic_load(&gw->threads[i].n_ws);
+    return n;
+}
+
+void pl_sig_gateway_stop(pl_sig_gateway_t *gw)
+{
+    for (unsigned i = 0; i < gw->n_threads; i++) {
+        pl_sig_thread_t *t = &gw->threads[i];
+        if (!t->started)
+            continue;
+        atomic_store(&t->quit, true);
+        pthread_mutex_lock(&t->lock);
+        if (!atomic_load(&t->dead) && t->ctx)
+            lws_cancel_service(t->ctx);
+        pthread_mutex_unlock(&t->lock);
+    }
+    for (unsigned i = 0; i < gw->n_threads; i++) {
+        pl_sig_thread_t *t = &gw->threads[i];
+        if (t->started)
+            pthread_join(t->tid, NULL);
+        t->started = false;
+        if (t->ctx) {                   /* created but never serviced (start failed) */
+            lws_context_destroy(t->ctx);
+            t->ctx = NULL;
+        }
+        atomic_store(&t->dead, true);
+    }
+}
+
+void pl_sig_gateway_destroy(pl_sig_gateway_t *gw)
+{
+    if (!gw)
+        return;
+    pl_sig_gateway_stop(gw);
+    for (unsigned i = 0; i < gw->n_threads; i++) {
+        pl_sig_thread_t *t = &gw->threads[i];
+        pl_sig_thread_drain_inbox(t);   /* replies that arrived after the thread ended */
+        pthread_mutex_destroy(&t->lock);
+        free(t->slots);
+    }
+    for (size_t i = 0; i < gw->n_otypes; i++)
+        free(gw->otypes[i].type);
+    free(gw->otypes);
+    free(gw->handlers);
+    free(gw->hooks);
+    free(gw->routes);
+    free(gw->threads);
+    pl_sig_dir_destroy(gw->dir);
+    free(gw);
+}
+
+void pl_sig_gateway_stats_json(pl_sig_gateway_t *gw, pl_buf_t *out)
+{
+    pl_buf_printf(out, "{\"connections\":%zu,\"devices_online\":%zu,\"threads\":%u,"
+                  "\"port\":%u,\"tls_port\":%u,\"draining\":%s}",
+                  pl_sig_gateway_conn_count(gw), pl_sig_dir_count(gw->dir), gw->n_threads,
+                  gw->port, gw->tls_port, atomic_load(&gw->draining) ? "true" : "false");
+}
+
+void pl_sig_count_auth_fail(pl_sig_thread_t *t, pl_sig_auth_fail_t why)
+{
+    pl_metric_inc(t->shard, t->gw->m.auth_fail[why]);
+}
+
+void pl_sig_count_error(pl_sig_thread_t *t, const char *code)
+{
+    pl_metric_inc(t->shard, t->gw->m.errors[pl_sig_err_from_code(code)]);
+}
