@@ -194,7 +194,7 @@ enum { PL_TURN_DIR_C2P = 0, PL_TURN_DIR_P2C = 1 };
 
 typedef enum pl_turn_drop {
     PL_TURN_DROP_MALFORMED, PL_TURN_DROP_NOT_STUN, PL_TURN_DROP_NO_ALLOCATION,
-    PL_TURN_DROP_NO_CHANNEL, PL_TURN_DROP_NO_PERMISSION, PL_TURN_DROP_FORBIDDEN_PEER,
+    PL_TURN_DROP_NO_CHANNEL, PL_TURN_DROP_NO_PERMISSION,
     PL_TURN_DROP_RATE_LIMITED, PL_TURN_DROP_BANDWIDTH, PL_TURN_DROP_SEND_FAILED,
     PL_TURN_DROP_TRUNCATED, PL_TURN_DROP_BAD_FINGERPRINT, PL_TURN_DROP_UNEXPECTED,
     PL_TURN_DROP_N
@@ -258,6 +258,7 @@ typedef struct pl_turn_relay {
     pl_sockaddr_t addr;         /* bound local address */
     pl_sockaddr_t advertised;   /* XOR-RELAYED-ADDRESS */
     pl_turn_alloc_t *alloc;     /* back pointer */
+    void *io_data;              /* the I/O implementation's own use */
 } pl_turn_relay_t;
 
 enum { PL_TURN_SEND_DF = 1u << 0 };     /* send_peer flags: DONT-FRAGMENT */
@@ -289,6 +290,65 @@ typedef struct pl_turn_io_ops {
  * (20) + XOR-PEER-ADDRESS (4 + 20) + DATA header (4) = 48 before; padding (3) after. */
 #define PL_TURN_HEADROOM 48u
 #define PL_TURN_TAILROOM 4u
+
+/* ---------------------------------------------------------------------------------
+ * ChannelData with the RFC 5766 channel range
+ *
+ * RFC 8656 §12 narrowed client channels to 0x4000-0x4FFF and reserved 0x5000-0x7FFF,
+ * but RFC 5766 §11 allowed 0x4000-0x7FFF and RFC 5766 clients still use it (coturn's
+ * turnutils_uclient binds e.g. 0x582f). A server can accept the wider range safely:
+ * first bytes 0x40-0x7F are nothing else in RFC 7983 demultiplexing. The codec
+ * (pl_stun_chandata_*) implements the RFC 8656 range, so the server uses these.
+ * ------------------------------------------------------------------------------- */
+
+#define PL_TURN_CHANNEL_MIN 0x4000u
+#define PL_TURN_CHANNEL_MAX 0x7FFFu
+
+static inline bool pl_turn_channel_valid(uint32_t ch)
+{
+    return ch >= PL_TURN_CHANNEL_MIN && ch <= PL_TURN_CHANNEL_MAX;
+}
+
+/* True when a datagram starts like ChannelData (first two bits 01). */
+static inline bool pl_turn_is_chandata(const uint8_t *p, size_t n)
+{
+    return n >= PL_STUN_CHANDATA_HEADER_LEN && (p[0] & 0xC0) == 0x40;
+}
+
+/* Parses ChannelData (RFC 8656 §12.4, padding allowed). Returns 0 or PL_EPARSE. */
+static inline int pl_turn_chandata_parse(const uint8_t *p, size_t n, pl_stun_chandata_t *out)
+{
+    if (n < PL_STUN_CHANDATA_HEADER_LEN)
+        return PL_EPARSE;
+    uint16_t ch = pl_stun_rd16(p), len = pl_stun_rd16(p + 2);
+    if (!pl_turn_channel_valid(ch) || (size_t)len + PL_STUN_CHANDATA_HEADER_LEN > n)
+        return PL_EPARSE;
+    out->channel = ch;
+    out->len = len;
+    out->data = p + PL_STUN_CHANDATA_HEADER_LEN;
+    return 0;
+}
+
+/* Writes the 4-byte header in front of data_len bytes at buf + 4 and, for streams,
+ * zero padding to a multiple of 4 (RFC 8656 §12.5). Returns the frame length, or
+ * PL_EPARSE / PL_ELIMIT as pl_stun_chandata_frame. */
+static inline int pl_turn_chandata_frame(uint8_t *buf, size_t cap, uint16_t channel,
+                                         size_t data_len, bool stream)
+{
+    if (!pl_turn_channel_valid(channel) || data_len > 0xFFFF)
+        return PL_EPARSE;
+    size_t total = PL_STUN_CHANDATA_HEADER_LEN + data_len;
+    size_t framed = stream ? (total + 3) & ~(size_t)3 : total;
+    if (framed > cap)
+        return PL_ELIMIT;
+    buf[0] = (uint8_t)(channel >> 8);
+    buf[1] = (uint8_t)channel;
+    buf[2] = (uint8_t)(data_len >> 8);
+    buf[3] = (uint8_t)data_len;
+    for (size_t i = total; i < framed; i++)
+        buf[i] = 0;
+    return (int)framed;
+}
 
 /* ---------------------------------------------------------------------------------
  * Allocations (turn_alloc.c)
@@ -504,6 +564,40 @@ void pl_turn_handle_allocate(pl_turn_server_t *s, const pl_turn_conn_t *conn,
                              const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
 void pl_turn_handle_refresh(pl_turn_server_t *s, const pl_turn_conn_t *conn,
                             const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
+
+/* ---------------------------------------------------------------------------------
+ * Relay threads (turn_relay.c): the data plane around one pl_turn_server_t
+ * ------------------------------------------------------------------------------- */
+
+typedef struct pl_turn_thread pl_turn_thread_t;
+
+typedef struct pl_turn_thread_cfg {
+    unsigned idx;
+    pl_turn_settings_t *settings;       /* the thread takes its own reference */
+    pl_turn_shared_t *shared;
+    pl_metrics_shard_t *shard;
+    const pl_turn_metric_ids_t *mid;
+    const pl_sockaddr_t *listen;        /* UDP addresses, ports resolved (0 = any) */
+    size_t n_listen;
+} pl_turn_thread_cfg_t;
+
+/* Creates a relay thread's loop, server and SO_REUSEPORT listeners (not running yet).
+ * Main thread. Returns 0 and an owned *out, or -errno (bind failed). */
+int pl_turn_thread_create(const pl_turn_thread_cfg_t *cfg, pl_turn_thread_t **out);
+/* The bound address of listener i (to resolve port 0 for the next threads). */
+void pl_turn_thread_listen_addr(const pl_turn_thread_t *th, size_t i, pl_sockaddr_t *out);
+/* Starts the thread. Returns 0 or -errno. */
+int pl_turn_thread_start(pl_turn_thread_t *th);
+/* Stops the loop, joins the thread (which deletes its allocations and closes its
+ * sockets on its own loop) and frees everything. Main thread. */
+void pl_turn_thread_destroy(pl_turn_thread_t *th);
+/* Posted to the thread: new settings (reload), drain. Any thread. */
+void pl_turn_thread_post_settings(pl_turn_thread_t *th, pl_turn_settings_t *set);
+void pl_turn_thread_post_drain(pl_turn_thread_t *th);
+/* Appends the elements (comma-separated JSON objects, no brackets; nothing when
+ * empty) of the thread's last published allocation list, refreshed every second, and
+ * returns its allocation count. Any thread (leaf lock). */
+size_t pl_turn_thread_snapshot(pl_turn_thread_t *th, pl_buf_t *out);
 
 /* Formats "t<thread>-<seq>" into buf. */
 const char *pl_turn_alloc_name(const pl_turn_server_t *s, const pl_turn_alloc_t *a,

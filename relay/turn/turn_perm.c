@@ -87,7 +87,7 @@ void pl_turn_handle_create_permission(pl_turn_server_t *s, const pl_turn_conn_t 
 static int check_bind(pl_turn_server_t *s, pl_turn_alloc_t *a, const pl_stun_msg_t *m,
                       uint16_t *num, pl_sockaddr_t *peer)
 {
-    if (pl_stun_get_channel(m, num) != 0 || !pl_stun_channel_valid(*num) ||
+    if (pl_stun_get_channel(m, num) != 0 || !pl_turn_channel_valid(*num) ||
         pl_stun_get_addr(m, PL_STUN_ATTR_XOR_PEER_ADDRESS, peer) != 0 ||
         pl_sockaddr_port(peer) == 0)
         return 400;
@@ -181,7 +181,7 @@ void pl_turn_handle_channel_data(pl_turn_server_t *s, const pl_turn_conn_t *conn
                                  const uint8_t *buf, size_t len)
 {
     pl_stun_chandata_t cd;
-    if (pl_stun_chandata_parse(buf, len, &cd) != 0) {
+    if (pl_turn_chandata_parse(buf, len, &cd) != 0) {
         pl_turn_drop(s, PL_TURN_DROP_MALFORMED);
         return;
     }
@@ -250,7 +250,7 @@ void pl_turn_server_peer_input(pl_turn_server_t *s, pl_turn_relay_t *relay,
     size_t total = 0;
     if (c) {
         start = data - PL_STUN_CHANDATA_HEADER_LEN;
-        int n = pl_stun_chandata_frame(start, len + PL_STUN_CHANDATA_HEADER_LEN + PL_TURN_TAILROOM,
+        int n = pl_turn_chandata_frame(start, len + PL_STUN_CHANDATA_HEADER_LEN + PL_TURN_TAILROOM,
                                        c->num, len, a->conn.transport != PL_TURN_UDP);
         total = n > 0 ? (size_t)n : 0;
     } else {

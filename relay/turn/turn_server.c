@@ -97,6 +97,11 @@ void pl_turn_reply_send(pl_turn_server_t *s, pl_turn_reply_t *r, const pl_turn_c
         return;
     }
     pl_metric_inc(s->shard, s->mid->responses[pl_turn_code_index(code)]);
+    if (code != 0 && PL_LOG_DEBUG_ON()) {
+        char c[PL_SOCKADDR_STRLEN];
+        pl_log_debug("turn.reply.error", "client=%s method=0x%03x code=%d",
+                     pl_sockaddr_str(&conn->client, c, sizeof c), r->req->method, code);
+    }
     if (s->io->send_client(s->io_ctx, conn, s->tx, (size_t)n) != 0)
         pl_turn_drop(s, PL_TURN_DROP_SEND_FAILED);
 }
@@ -223,12 +228,11 @@ static void handle_request(pl_turn_server_t *s, const pl_turn_conn_t *conn,
 void pl_turn_server_input(pl_turn_server_t *s, const pl_turn_conn_t *conn, uint8_t *buf,
                           size_t len)
 {
-    pl_stun_kind_t kind = pl_stun_classify(buf, len);
-    if (kind == PL_STUN_KIND_CHANNEL) {
+    if (pl_turn_is_chandata(buf, len)) {
         pl_turn_handle_channel_data(s, conn, buf, len);
         return;
     }
-    if (kind != PL_STUN_KIND_STUN) {
+    if (pl_stun_classify(buf, len) != PL_STUN_KIND_STUN) {
         pl_turn_drop(s, PL_TURN_DROP_NOT_STUN);
         return;
     }

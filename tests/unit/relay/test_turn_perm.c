@@ -139,9 +139,22 @@ static void test_channel_bind_and_channel_data(void **state)
     assert_int_equal(do_channel_bind(e, 0x4001, PEER2), 400);
     assert_int_equal(do_channel_bind(e, 0x4002, PEER), 400);
     assert_int_equal(do_channel_bind(e, 0x3FFF, PEER2), 400);
-    assert_int_equal(do_channel_bind(e, 0x5000, PEER2), 400);
+    assert_int_equal(do_channel_bind(e, 0x8000, PEER2), 400);
     assert_int_equal(do_channel_bind(e, 0x4002, "203.0.113.11:0"), 400);
     assert_int_equal(do_channel_bind(e, 0x4002, PEER2), 0);
+    tenv_free(e);
+}
+
+static void test_rfc5766_channel_range(void **state)
+{
+    (void)state;
+    /* RFC 5766 clients (coturn's uclient) bind 0x5000-0x7FFF, reserved by RFC 8656. */
+    tenv_t *e = with_alloc(NULL, 0);
+    assert_int_equal(do_channel_bind(e, 0x7FFF, PEER), 0);
+    send_chandata(e, 0x7FFF, "old");
+    assert_int_equal(e->io.n_peer, 1);
+    assert_int_equal(from_peer(e, 0, PEER, "client"), 1);
+    assert_int_equal(pl_stun_rd16(last_client(e)->buf), 0x7FFF);
     tenv_free(e);
 }
 
@@ -406,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_permission_and_send_indication),
         cmocka_unit_test(test_data_indication_from_peer),
         cmocka_unit_test(test_channel_bind_and_channel_data),
+        cmocka_unit_test(test_rfc5766_channel_range),
         cmocka_unit_test(test_peer_policy_and_family),
         cmocka_unit_test(test_requests_without_allocation),
         cmocka_unit_test(test_wrong_user_on_allocation_441),

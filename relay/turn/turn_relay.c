@@ -1,0 +1,482 @@
+/* turn_relay.c: a relay thread: one pl_loop, one SO_REUSEPORT UDP socket per listen
+ * address (the kernel spreads clients over the threads by 4-tuple hash, so a client's
+ * packets always reach the thread that holds its allocation), the relayed sockets of
+ * the thread's allocations, and the I/O interface the protocol core runs on.
+ *
+ * Packet path, no malloc and no lock:
+ *   client -> peer: recvmmsg (batch of PL_TURN_BATCH) on the listener into the
+ *     thread's receive buffers; the core parses ChannelData and sends with one
+ *     sendto on the allocation's relayed socket.
+ *   peer -> client: recvmmsg on the relayed socket straight into free slots of the
+ *     listener's transmit batch, PL_TURN_HEADROOM bytes in; the core frames the
+ *     ChannelData header (or Data indication) in front of the payload and hands the
+ *     same pointer back to send_client, which queues it without a copy. Responses
+ *     built elsewhere are copied into a slot. The batch goes out with sendmmsg at the
+ *     start of the next loop iteration (a zero-delay timer) or when it is full, so
+ *     datagrams of many allocations share one system call.
+ *
+ * What it does not: TCP/TLS clients (the core takes a transport and a connection id;
+ * a stream listener would frame with pl_stun_frame_len and call the same entry
+ * points), wildcard listeners with IP_PKTINFO (a listener bound to 0.0.0.0 answers
+ * from the kernel's choice of source address).
+ *
+ * Threading: everything runs on the relay thread, except create (main thread, before
+ * the loop runs), destroy (main thread, after joining) and the post/snapshot calls. */
+#include "relay/turn/turn_int.h"
+#include "core/pl_log.h"
+#include "core/pl_loop.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PL_TURN_BATCH 32
+#define PL_TURN_SLOT 2048           /* bytes per datagram buffer, headroom included */
+#define PL_TURN_SOCKBUF (4 << 20)   /* listener socket buffers (capped by rmem_max) */
+#define PL_TURN_STATS_MAX 1000      /* allocations listed per thread in /stats */
+
+typedef struct listener {
+    struct pl_turn_thread *th;
+    int fd;
+    pl_sockaddr_t addr;                     /* bound address */
+    uint8_t (*slots)[PL_TURN_SLOT];         /* owned: PL_TURN_BATCH transmit buffers */
+    unsigned n_slots;                       /* slots handed out since the last flush */
+    unsigned n_msgs;                        /* datagrams queued */
+    struct mmsghdr msgs[PL_TURN_BATCH];
+    struct iovec iov[PL_TURN_BATCH];
+    pl_sockaddr_t dst[PL_TURN_BATCH];
+} listener_t;
+
+struct pl_turn_thread {
+    unsigned idx;
+    pl_loop_t *loop;
+    pthread_t tid;
+    bool started;
+    pl_turn_server_t *srv;
+    pl_turn_shared_t *shared;
+    pl_turn_settings_t *set;                /* a reference, for the server's creation */
+    listener_t lis[PL_TURN_MAX_LISTEN];
+    size_t n_lis;
+    pl_timer_t tick, flush;
+    /* Receive batch for listener reads, and peer addresses for relay reads. */
+    uint8_t (*rx)[PL_TURN_SLOT];
+    struct mmsghdr rx_msgs[PL_TURN_BATCH];
+    struct iovec rx_iov[PL_TURN_BATCH];
+    pl_sockaddr_t rx_addr[PL_TURN_BATCH];
+    struct mmsghdr prx_msgs[PL_TURN_BATCH];     /* relay reads */
+    struct iovec prx_iov[PL_TURN_BATCH];
+    pl_sockaddr_t prx_addr[PL_TURN_BATCH];
+    /* /stats snapshot, published once a second. */
+    pthread_mutex_t snap_lock;
+    pl_buf_t snap;
+    size_t snap_count;
+};
+
+typedef struct settings_msg {
+    pl_msg_t msg;
+    pl_turn_thread_t *th;
+    pl_turn_settings_t *set;
+} settings_msg_t;
+
+/* ---- transmit batch ------------------------------------------------------------ */
+
+static void flush(listener_t *l)
+{
+    unsigned done = 0;
+    while (done < l->n_msgs) {
+        int n = sendmmsg(l->fd, l->msgs + done, l->n_msgs - done, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* The first datagram failed (unreachable, buffer full): skip it. */
+            pl_turn_drop(l->th->srv, PL_TURN_DROP_SEND_FAILED);
+            n = 1;
+        }
+        done += (unsigned)n;
+    }
+    l->n_msgs = 0;
+    l->n_slots = 0;
+}
+
+static void on_flush(pl_loop_t *loop, pl_timer_t *t, void *arg)
+{
+    PL_UNUSED(loop);
+    PL_UNUSED(t);
+    pl_turn_thread_t *th = arg;
+    for (size_t i = 0; i < th->n_lis; i++)
+        if (th->lis[i].n_msgs)
+            flush(&th->lis[i]);
+}
+
+static void arm_flush(pl_turn_thread_t *th)
+{
+    if (!pl_timer_is_armed(&th->flush))
+        pl_timer_start(th->loop, &th->flush, 0, 0, on_flush, th);
+}
+
+static int io_send_client(void *ctx, const pl_turn_conn_t *conn, const uint8_t *buf, size_t len)
+{
+    pl_turn_thread_t *th = ctx;
+    if (conn->transport != PL_TURN_UDP || conn->id >= th->n_lis)
+        return -ENOTSUP;    /* stream transports: the TCP/TLS seam */
+    listener_t *l = &th->lis[conn->id];
+    const uint8_t *base = l->slots[0], *end = l->slots[PL_TURN_BATCH];
+    const uint8_t *p = buf;
+    if (p < base || p >= end) {
+        /* Not one of our slots: copy into the next free one. */
+        if (len > PL_TURN_SLOT)
+            return -EMSGSIZE;
+        if (l->n_slots == PL_TURN_BATCH)
+            flush(l);
+        memcpy(l->slots[l->n_slots], buf, len);
+        p = l->slots[l->n_slots++];
+    }
+    unsigned k = l->n_msgs++;
+    l->dst[k] = conn->client;
+    l->iov[k].iov_base = (void *)(uintptr_t)p;
+    l->iov[k].iov_len = len;
+    l->msgs[k].msg_hdr.msg_name = &l->dst[k];
+    l->msgs[k].msg_hdr.msg_namelen = pl_sockaddr_len(&conn->client);
+    arm_flush(th);
+    if (l->n_msgs == PL_TURN_BATCH)
+        flush(l);
+    return 0;
+}
+
+/* ---- the other I/O operations --------------------------------------------------- */
+
+static uint64_t io_now_ms(void *ctx)
+{
+    return pl_loop_now_ms(((pl_turn_thread_t *)ctx)->loop);
+}
+
+static uint64_t io_wall_s(void *ctx)
+{
+    PL_UNUSED(ctx);
+    return pl_now_wall_ms() / 1000;
+}
+
+static void on_relay(pl_loop_t *loop, int fd, uint32_t events, void *arg);
+
+static int io_relay_open(void *ctx, pl_turn_relay_t *relay)
+{
+    pl_turn_thread_t *th = ctx;
+    int fd = pl_net_listen(&relay->addr, SOCK_DGRAM, PL_LISTEN_V6ONLY, 0);
+    if (fd < 0)
+        return fd;
+    int rc = pl_loop_add_fd(th->loop, fd, PL_IO_READ, on_relay, relay);
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    relay->fd = fd;
+    relay->io_data = th;
+    return 0;
+}
+
+static void io_relay_close(void *ctx, pl_turn_relay_t *relay)
+{
+    pl_turn_thread_t *th = ctx;
+    if (relay->fd < 0)
+        return;
+    pl_loop_del_fd(th->loop, relay->fd);
+    close(relay->fd);
+    relay->fd = -1;
+}
+
+/* DONT-FRAGMENT (RFC 8656 §7.2, §10.2): DF is a socket option on Linux, switched only
+ * when a datagram asks for the other state. */
+static void set_df(pl_turn_relay_t *relay, bool df)
+{
+    int v4 = df ? IP_PMTUDISC_DO : IP_PMTUDISC_WANT;
+    int v6 = df ? IPV6_PMTUDISC_DO : IPV6_PMTUDISC_WANT;
+    if (relay->fam_idx == 0)
+        setsockopt(relay->fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4, sizeof v4);
+    else
+        setsockopt(relay->fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v6, sizeof v6);
+    relay->df = df;
+}
+
+static int io_send_peer(void *ctx, pl_turn_relay_t *relay, const pl_sockaddr_t *peer,
+                        const uint8_t *buf, size_t len, unsigned flags)
+{
+    PL_UNUSED(ctx);
+    bool df = (flags & PL_TURN_SEND_DF) != 0;
+    if (df != relay->df)
+        set_df(relay, df);
+    ssize_t n = sendto(relay->fd, buf, len, 0, &peer->sa, pl_sockaddr_len(peer));
+    return n < 0 ? -errno : 0;
+}
+
+static const pl_turn_io_ops_t relay_io = {
+    io_now_ms, io_wall_s, io_send_client, io_relay_open, io_relay_close, io_send_peer,
+};
+
+/* ---- receive paths ------------------------------------------------------------- */
+
+static void on_listener(pl_loop_t *loop, int fd, uint32_t events, void *arg)
+{
+    PL_UNUSED(loop);
+    PL_UNUSED(events);
+    listener_t *l = arg;
+    pl_turn_thread_t *th = l->th;
+    pl_turn_conn_t conn = {.transport = PL_TURN_UDP, .id = (uint32_t)(l - th->lis), .local = l->addr};
+    /* A few batches per wake-up, then give the other sockets their turn. */
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < PL_TURN_BATCH; i++)
+            th->rx_msgs[i].msg_hdr.msg_namelen = sizeof th->rx_addr[i];
+        int n = recvmmsg(fd, th->rx_msgs, PL_TURN_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < n; i++) {
+            if (th->rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                pl_turn_drop(th->srv, PL_TURN_DROP_TRUNCATED);
+                continue;
+            }
+            conn.client = th->rx_addr[i];
+            pl_turn_server_input(th->srv, &conn, th->rx[i], th->rx_msgs[i].msg_len);
+        }
+        if (n < PL_TURN_BATCH)
+            return;
+    }
+}
+
+static void on_relay(pl_loop_t *loop, int fd, uint32_t events, void *arg)
+{
+    PL_UNUSED(loop);
+    PL_UNUSED(events);
+    pl_turn_relay_t *relay = arg;
+    pl_turn_thread_t *th = relay->io_data;
+    const pl_turn_conn_t *conn = &relay->alloc->conn;
+    for (int round = 0; round < 4; round++) {
+        /* Receive straight into the transmit slots of the listener the client uses
+         * (UDP); a stream client's data goes through the receive buffers and is
+         * copied by its send path. */
+        listener_t *l = conn->transport == PL_TURN_UDP ? &th->lis[conn->id] : NULL;
+        if (l && l->n_slots == PL_TURN_BATCH)
+            flush(l);
+        unsigned base = l ? l->n_slots : 0, k = PL_TURN_BATCH - base;
+        for (unsigned j = 0; j < k; j++) {
+            th->prx_iov[j].iov_base = (l ? l->slots[base + j] : th->rx[j]) + PL_TURN_HEADROOM;
+            th->prx_msgs[j].msg_hdr.msg_namelen = sizeof th->prx_addr[j];
+        }
+        int n = recvmmsg(fd, th->prx_msgs, k, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        if (l)
+            l->n_slots += (unsigned)n;      /* reserved until the next flush */
+        for (int j = 0; j < n; j++) {
+            if (th->prx_msgs[j].msg_hdr.msg_flags & MSG_TRUNC) {
+                pl_turn_drop(th->srv, PL_TURN_DROP_TRUNCATED);
+                continue;
+            }
+            pl_turn_server_peer_input(th->srv, relay, &th->prx_addr[j],
+                                      th->prx_iov[j].iov_base, th->prx_msgs[j].msg_len);
+        }
+        if ((unsigned)n < k)
+            return;
+    }
+}
+
+/* ---- life cycle ---------------------------------------------------------------- */
+
+static void on_tick(pl_loop_t *loop, pl_timer_t *t, void *arg)
+{
+    PL_UNUSED(loop);
+    PL_UNUSED(t);
+    pl_turn_thread_t *th = arg;
+    pl_turn_server_tick(th->srv);
+    pl_buf_t b;
+    pl_buf_init(&b);
+    pl_turn_server_stats_json(th->srv, &b, PL_TURN_STATS_MAX);
+    size_t count = pl_turn_server_count(th->srv);
+    pthread_mutex_lock(&th->snap_lock);
+    pl_buf_t old = th->snap;
+    th->snap = b;
+    th->snap_count = count;
+    pthread_mutex_unlock(&th->snap_lock);
+    pl_buf_deinit(&old);
+}
+
+/* Deletes the thread's allocations and closes its sockets, on the loop's home thread
+ * (after pl_loop_run returned, or before the thread ever ran). */
+static void teardown(pl_turn_thread_t *th)
+{
+    if (th->loop) {
+        pl_timer_stop(th->loop, &th->tick);
+        pl_timer_stop(th->loop, &th->flush);
+    }
+    for (size_t i = 0; i < th->n_lis; i++)
+        if (th->lis[i].n_msgs)
+            flush(&th->lis[i]);
+    pl_turn_server_destroy(th->srv);
+    th->srv = NULL;
+    for (size_t i = 0; i < th->n_lis; i++) {
+        listener_t *l = &th->lis[i];
+        if (l->fd >= 0) {
+            pl_loop_del_fd(th->loop, l->fd);
+            close(l->fd);
+            l->fd = -1;
+        }
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    pl_turn_thread_t *th = arg;
+    int rc = pl_loop_run(th->loop);
+    if (rc != 0)
+        pl_log_error("turn.thread.loop_failed", "thread=%u error=%s", th->idx, pl_strerror(rc));
+    teardown(th);
+    return NULL;
+}
+
+static void init_batches(pl_turn_thread_t *th)
+{
+    th->rx = pl_xcalloc(PL_TURN_BATCH, PL_TURN_SLOT);
+    for (int i = 0; i < PL_TURN_BATCH; i++) {
+        th->rx_iov[i] = (struct iovec){th->rx[i], PL_TURN_SLOT};
+        th->rx_msgs[i].msg_hdr.msg_iov = &th->rx_iov[i];
+        th->rx_msgs[i].msg_hdr.msg_iovlen = 1;
+        th->rx_msgs[i].msg_hdr.msg_name = &th->rx_addr[i];
+        th->prx_iov[i].iov_len = PL_TURN_SLOT - PL_TURN_HEADROOM - PL_TURN_TAILROOM;
+        th->prx_msgs[i].msg_hdr.msg_iov = &th->prx_iov[i];
+        th->prx_msgs[i].msg_hdr.msg_iovlen = 1;
+        th->prx_msgs[i].msg_hdr.msg_name = &th->prx_addr[i];
+    }
+}
+
+static int open_listener(pl_turn_thread_t *th, listener_t *l, const pl_sockaddr_t *addr)
+{
+    l->th = th;
+    l->fd = pl_net_listen(addr, SOCK_DGRAM, PL_LISTEN_REUSEPORT | PL_LISTEN_V6ONLY, 0);
+    if (l->fd < 0)
+        return l->fd;
+    int sz = PL_TURN_SOCKBUF;
+    /* Best effort: the kernel caps these at net.core.{r,w}mem_max. */
+    setsockopt(l->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    setsockopt(l->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    int rc = pl_net_local_addr(l->fd, &l->addr);
+    if (rc != 0)
+        return rc;
+    l->slots = pl_xcalloc(PL_TURN_BATCH, PL_TURN_SLOT);
+    for (int k = 0; k < PL_TURN_BATCH; k++) {
+        l->msgs[k].msg_hdr.msg_iov = &l->iov[k];
+        l->msgs[k].msg_hdr.msg_iovlen = 1;
+    }
+    return pl_loop_add_fd(th->loop, l->fd, PL_IO_READ, on_listener, l);
+}
+
+int pl_turn_thread_create(const pl_turn_thread_cfg_t *cfg, pl_turn_thread_t **out)
+{
+    pl_turn_thread_t *th = pl_xcalloc(1, sizeof *th);
+    char name[16];
+    int rc;
+    th->idx = cfg->idx;
+    th->shared = cfg->shared;
+    th->set = pl_turn_settings_ref(cfg->settings);
+    pthread_mutex_init(&th->snap_lock, NULL);
+    pl_buf_init(&th->snap);
+    for (size_t i = 0; i < PL_TURN_MAX_LISTEN; i++)
+        th->lis[i].fd = -1;
+    snprintf(name, sizeof name, "turn-%u", cfg->idx);
+    if ((rc = pl_loop_create(name, &th->loop)) != 0)
+        goto fail;
+    init_batches(th);
+    pl_turn_server_cfg_t sc = {&relay_io, th, cfg->settings, cfg->shared, cfg->shard, cfg->mid,
+                               cfg->idx};
+    th->srv = pl_turn_server_create(&sc);
+    for (size_t i = 0; i < cfg->n_listen && i < PL_TURN_MAX_LISTEN; i++) {
+        th->n_lis = i + 1;
+        if ((rc = open_listener(th, &th->lis[i], &cfg->listen[i])) != 0)
+            goto fail;
+    }
+    pl_timer_init(&th->tick);
+    pl_timer_init(&th->flush);
+    pl_timer_start(th->loop, &th->tick, 1000, 1000, on_tick, th);
+    *out = th;
+    return 0;
+fail:
+    pl_turn_thread_destroy(th);
+    *out = NULL;
+    return rc;
+}
+
+void pl_turn_thread_listen_addr(const pl_turn_thread_t *th, size_t i, pl_sockaddr_t *out)
+{
+    *out = th->lis[i].addr;
+}
+
+int pl_turn_thread_start(pl_turn_thread_t *th)
+{
+    int rc = pthread_create(&th->tid, NULL, thread_main, th);
+    if (rc != 0)
+        return -rc;
+    th->started = true;
+    return 0;
+}
+
+void pl_turn_thread_destroy(pl_turn_thread_t *th)
+{
+    if (!th)
+        return;
+    if (th->started) {
+        pl_loop_stop(th->loop);
+        pthread_join(th->tid, NULL);
+    } else {
+        teardown(th);
+    }
+    pl_loop_destroy(th->loop);      /* delivers queued messages, which see "stopping" */
+    for (size_t i = 0; i < PL_TURN_MAX_LISTEN; i++)
+        free(th->lis[i].slots);
+    free(th->rx);
+    pl_turn_settings_unref(th->set);
+    pl_buf_deinit(&th->snap);
+    pthread_mutex_destroy(&th->snap_lock);
+    free(th);
+}
+
+static void settings_fn(pl_loop_t *loop, pl_msg_t *msg)
+{
+    settings_msg_t *m = PL_CONTAINER_OF(msg, settings_msg_t, msg);
+    if (!pl_loop_is_stopping(loop) && m->th->srv)
+        pl_turn_server_set_settings(m->th->srv, m->set);
+    pl_turn_settings_unref(m->set);
+    free(m);
+}
+
+void pl_turn_thread_post_settings(pl_turn_thread_t *th, pl_turn_settings_t *set)
+{
+    settings_msg_t *m = pl_xcalloc(1, sizeof *m);
+    m->msg.fn = settings_fn;
+    m->th = th;
+    m->set = pl_turn_settings_ref(set);
+    pl_loop_post(th->loop, &m->msg);
+}
+
+static void drain_fn(pl_loop_t *loop, void *arg)
+{
+    pl_turn_thread_t *th = arg;
+    if (!pl_loop_is_stopping(loop) && th->srv)
+        pl_turn_server_drain(th->srv);
+}
+
+void pl_turn_thread_post_drain(pl_turn_thread_t *th)
+{
+    pl_loop_post_fn(th->loop, drain_fn, th);
+}
+
+size_t pl_turn_thread_snapshot(pl_turn_thread_t *th, pl_buf_t *out)
+{
+    pthread_mutex_lock(&th->snap_lock);
+    /* The published text is a JSON array: hand out its elements. */
+    if (th->snap.len > 2)
+        pl_buf_append(out, th->snap.data + 1, th->snap.len - 2);
+    size_t n = th->snap_count;
+    pthread_mutex_unlock(&th->snap_lock);
+    return n;
+}
