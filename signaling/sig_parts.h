@@ -12,24 +12,7 @@
 #ifndef PL_SIG_PARTS_H
 #define PL_SIG_PARTS_H
 
-#include "signaling/pl_signaling.h"
-
-typedef struct pl_sig_ctx {
-    pl_sig_gateway_t *gw;
-    pl_store_t *store;
-    const pl_config_t *config;
-    pl_metrics_t *metrics;
-    pl_loop_t *main_loop;
-} pl_sig_ctx_t;
-
-typedef struct pl_sig_part {
-    const char *name;
-    const pl_store_schema_t *schema;        /* or NULL */
-    int (*init)(const pl_sig_ctx_t *ctx, void **state);
-    void (*stop)(void *state);              /* may be NULL */
-    void (*destroy)(void *state);
-    void (*reload)(void *state, const pl_config_t *next);   /* may be NULL */
-} pl_sig_part_t;
+#include "signaling/pl_sig_part.h"    /* pl_sig_ctx_t, pl_sig_part_t (public: chat/ is a part too) */
 
 extern const pl_sig_part_t pl_sig_accounts_part;
 
