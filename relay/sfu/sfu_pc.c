@@ -1,0 +1,410 @@
+/* sfu_pc.c: a peer connection's transport: the libnice agent (RFC 8445 full agent with
+ * trickle and RFC 7675 consent freshness, host candidates on the configured addresses,
+ * one component for BUNDLE + rtcp-mux), demultiplexing of what arrives (RFC 7983:
+ * STUN is libnice's, DTLS goes to OpenSSL, RTP/RTCP to libsrtp), the DTLS handshake
+ * with its retransmission timer, and the SRTP send path.
+ *
+ * What it does not: SDP, RTP semantics, TURN allocations.
+ *
+ * Threading: everything runs on the thread iterating pc->ctx (see sfu_pc.h). */
+#include "relay/sfu/sfu_pc_int.h"
+#include "relay/sfu/pl_rtp.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+static const char *const state_names[PL_PC_STATE_COUNT] = {
+    "new", "checking", "connected", "failed", "closed",
+};
+
+const char *pl_pc_state_name(pl_pc_state_t s)
+{
+    return (unsigned)s < PL_PC_STATE_COUNT ? state_names[s] : "?";
+}
+
+static void set_state(pl_pc_t *pc, pl_pc_state_t st, const char *reason)
+{
+    if (pc->state == st || pc->state == PL_PC_FAILED || pc->state == PL_PC_CLOSED)
+        return;
+    pc->state = st;
+    if (pc->cbs.on_state)
+        pc->cbs.on_state(pc->cbs.arg, st, reason);
+}
+
+static void fail(pl_pc_t *pc, const char *reason)
+{
+    ERR_clear_error();
+    set_state(pc, PL_PC_FAILED, reason);
+}
+
+void pl_pc_send_raw(pl_pc_t *pc, const uint8_t *data, size_t len)
+{
+    if (pc->agent)
+        (void)nice_agent_send(pc->agent, pc->stream, 1, (guint)len, (const gchar *)data);
+}
+
+/* ---- DTLS ---------------------------------------------------------------------------- */
+
+static void dtls_arm_timer(pl_pc_t *pc);
+
+static gboolean dtls_timeout_cb(gpointer data)
+{
+    pl_pc_t *pc = data;
+    g_source_unref(pc->dtls_timer);
+    pc->dtls_timer = NULL;
+    if (pc->dtls_done || !pc->ssl)
+        return G_SOURCE_REMOVE;
+    if (g_get_monotonic_time() - (int64_t)pc->dtls_start_us > PL_DTLS_HANDSHAKE_MS * 1000) {
+        fail(pc, "dtls_timeout");
+        return G_SOURCE_REMOVE;
+    }
+    if (DTLSv1_handle_timeout(pc->ssl) < 0) {
+        fail(pc, "dtls_failed");
+        return G_SOURCE_REMOVE;
+    }
+    dtls_arm_timer(pc);
+    return G_SOURCE_REMOVE;
+}
+
+static void dtls_cancel_timer(pl_pc_t *pc)
+{
+    if (pc->dtls_timer) {
+        g_source_destroy(pc->dtls_timer);
+        g_source_unref(pc->dtls_timer);
+        pc->dtls_timer = NULL;
+    }
+}
+
+static void dtls_arm_timer(pl_pc_t *pc)
+{
+    struct timeval tv;
+    dtls_cancel_timer(pc);
+    if (pc->dtls_done || !pc->ssl || DTLSv1_get_timeout(pc->ssl, &tv) != 1)
+        return;
+    guint ms = (guint)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    pc->dtls_timer = g_timeout_source_new(ms ? ms : 1);
+    g_source_set_callback(pc->dtls_timer, dtls_timeout_cb, pc, NULL);
+    g_source_attach(pc->dtls_timer, pc->ctx);
+}
+
+static void dtls_finished(pl_pc_t *pc)
+{
+    pc->dtls_done = true;
+    dtls_cancel_timer(pc);
+    if (!pl_dtls_peer_matches(pc->ssl, pc->remote_fp)) {
+        fail(pc, "dtls_fingerprint_mismatch");
+        return;
+    }
+    if (pl_dtls_srtp_setup(pc->ssl, pc->dtls_client, &pc->srtp_in, &pc->srtp_out,
+                           &pc->profile) < 0) {
+        fail(pc, "srtp_setup_failed");
+        return;
+    }
+    pc->srtp_ready = true;
+    set_state(pc, PL_PC_CONNECTED, NULL);
+}
+
+/* Runs the handshake or, once done, reads (and discards) application data and alerts. */
+static void dtls_drive(pl_pc_t *pc)
+{
+    if (!pc->dtls_done) {
+        int r = SSL_do_handshake(pc->ssl);
+        if (r == 1) {
+            dtls_finished(pc);
+            return;
+        }
+        int e = SSL_get_error(pc->ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            fail(pc, "dtls_failed");
+            return;
+        }
+        dtls_arm_timer(pc);
+        return;
+    }
+    uint8_t junk[256];
+    int r = SSL_read(pc->ssl, junk, sizeof(junk));
+    if (r <= 0 && SSL_get_error(pc->ssl, r) == SSL_ERROR_ZERO_RETURN)
+        set_state(pc, PL_PC_CLOSED, "dtls_closed");     /* close_notify from the peer */
+    ERR_clear_error();
+}
+
+static void dtls_input(pl_pc_t *pc, const uint8_t *buf, size_t len)
+{
+    if (!pc->ssl) {
+        if (g_queue_get_length(&pc->early) < PL_PC_EARLY_MAX)
+            g_queue_push_tail(&pc->early, g_bytes_new(buf, len));
+        return;
+    }
+    BIO_write(pc->rbio, buf, (int)len);
+    dtls_drive(pc);
+}
+
+static int dtls_start(pl_pc_t *pc)
+{
+    pc->ssl = SSL_new(pc->ssl_ctx);
+    BIO *wbio = pl_dtls_bio_new(pc);
+    pc->rbio = BIO_new(BIO_s_mem());
+    if (!pc->ssl || !wbio || !pc->rbio) {
+        BIO_free(wbio);
+        BIO_free(pc->rbio);
+        pc->rbio = NULL;
+        return PL_ECRYPTO;
+    }
+    BIO_set_mem_eof_return(pc->rbio, -1);       /* empty means "retry", not EOF */
+    SSL_set_bio(pc->ssl, pc->rbio, wbio);
+    SSL_set_options(pc->ssl, SSL_OP_NO_QUERY_MTU);
+    SSL_set_mtu(pc->ssl, PL_DTLS_MTU);
+    DTLS_set_link_mtu(pc->ssl, PL_DTLS_MTU);
+    if (pc->dtls_client)
+        SSL_set_connect_state(pc->ssl);
+    else
+        SSL_set_accept_state(pc->ssl);
+    pc->dtls_start_us = (uint64_t)g_get_monotonic_time();
+    GBytes *b;
+    while ((b = g_queue_pop_head(&pc->early))) {
+        gsize n;
+        const void *d = g_bytes_get_data(b, &n);
+        BIO_write(pc->rbio, d, (int)n);
+        g_bytes_unref(b);
+        if (!pc->dtls_done)
+            dtls_drive(pc);
+    }
+    /* The client speaks first once ICE works (RFC 5763 §5); the server waits. */
+    if (pc->dtls_client && pc->ice_ready && !pc->dtls_done)
+        dtls_drive(pc);
+    return 0;
+}
+
+/* ---- SRTP receive ------------------------------------------------------------------- */
+
+static void srtp_input(pl_pc_t *pc, const uint8_t *buf, size_t len, bool rtcp)
+{
+    if (!pc->srtp_ready || len > sizeof(pc->rx))
+        return;
+    memcpy(pc->rx, buf, len);
+    int n = (int)len;
+    srtp_err_status_t st = rtcp ? srtp_unprotect_rtcp(pc->srtp_in, pc->rx, &n)
+                                : srtp_unprotect(pc->srtp_in, pc->rx, &n);
+    if (st != srtp_err_status_ok)
+        return;         /* replay, bad tag: counted by the caller's rx gap logic */
+    if (rtcp) {
+        if (pc->cbs.on_rtcp)
+            pc->cbs.on_rtcp(pc->cbs.arg, pc->rx, (size_t)n, sizeof(pc->rx));
+    } else if (pc->cbs.on_rtp) {
+        pc->cbs.on_rtp(pc->cbs.arg, pc->rx, (size_t)n, sizeof(pc->rx));
+    }
+}
+
+static void on_recv(NiceAgent *agent, guint stream, guint comp, guint len, gchar *buf,
+                    gpointer data)
+{
+    PL_UNUSED(agent);
+    PL_UNUSED(stream);
+    PL_UNUSED(comp);
+    pl_pc_t *pc = data;
+    const uint8_t *p = (const uint8_t *)buf;
+    switch (pl_rtp_classify(p, len)) {
+    case PL_PKT_DTLS:
+        dtls_input(pc, p, len);
+        break;
+    case PL_PKT_RTP:
+        srtp_input(pc, p, len, false);
+        break;
+    case PL_PKT_RTCP:
+        srtp_input(pc, p, len, true);
+        break;
+    default:
+        break;          /* STUN is consumed by libnice before it reaches us */
+    }
+}
+
+/* ---- ICE ---------------------------------------------------------------------------- */
+
+static void on_component_state(NiceAgent *agent, guint stream, guint comp, guint state,
+                               gpointer data)
+{
+    PL_UNUSED(agent);
+    PL_UNUSED(stream);
+    PL_UNUSED(comp);
+    pl_pc_t *pc = data;
+    switch (state) {
+    case NICE_COMPONENT_STATE_CONNECTING:
+        set_state(pc, PL_PC_CHECKING, NULL);
+        break;
+    case NICE_COMPONENT_STATE_CONNECTED:
+    case NICE_COMPONENT_STATE_READY:
+        set_state(pc, PL_PC_CHECKING, NULL);
+        if (!pc->ice_ready) {
+            pc->ice_ready = true;
+            if (pc->ssl && pc->dtls_client && !pc->dtls_done)
+                dtls_drive(pc);
+        }
+        break;
+    case NICE_COMPONENT_STATE_FAILED:
+        /* Checks failed, or consent freshness expired (RFC 7675 §5.1). */
+        fail(pc, pc->ice_ready ? "ice_consent_lost" : "ice_failed");
+        break;
+    default:
+        break;
+    }
+}
+
+int pl_pc_create(const pl_pc_opts_t *o, pl_pc_t **out)
+{
+    pl_pc_t *pc = pl_xcalloc(1, sizeof(*pc));
+    pc->ctx = o->ctx;
+    pc->cbs = o->cbs;
+    pc->ssl_ctx = o->ssl_ctx;
+    g_queue_init(&pc->early);
+    pc->agent = nice_agent_new_full(o->ctx, NICE_COMPATIBILITY_RFC5245,
+                                    NICE_AGENT_OPTION_ICE_TRICKLE |
+                                    NICE_AGENT_OPTION_CONSENT_FRESHNESS);
+    if (!pc->agent)
+        goto fail;
+    g_object_set(pc->agent, "controlling-mode", o->controlling ? TRUE : FALSE,
+                 "ice-tcp", FALSE, "ice-udp", TRUE, "upnp", FALSE, NULL);
+    for (size_t i = 0; i < o->n_addrs; i++) {
+        NiceAddress a;
+        nice_address_init(&a);
+        if (nice_address_set_from_string(&a, o->addrs[i]))
+            nice_agent_add_local_address(pc->agent, &a);
+    }
+    pc->stream = nice_agent_add_stream(pc->agent, 1);
+    if (!pc->stream)
+        goto fail;
+    if (o->port_min && o->port_max)
+        nice_agent_set_port_range(pc->agent, pc->stream, 1, o->port_min, o->port_max);
+    g_signal_connect(pc->agent, "component-state-changed", G_CALLBACK(on_component_state), pc);
+    nice_agent_attach_recv(pc->agent, pc->stream, 1, o->ctx, on_recv, pc);
+    if (!nice_agent_gather_candidates(pc->agent, pc->stream) ||
+        !nice_agent_get_local_credentials(pc->agent, pc->stream, &pc->ufrag, &pc->pwd))
+        goto fail;
+    *out = pc;
+    return 0;
+fail:
+    pl_pc_destroy(pc);
+    return -EADDRNOTAVAIL;
+}
+
+static gboolean idle_nothing(gpointer data)
+{
+    PL_UNUSED(data);
+    return G_SOURCE_REMOVE;
+}
+
+void pl_pc_destroy(pl_pc_t *pc)
+{
+    if (!pc)
+        return;
+    dtls_cancel_timer(pc);
+    if (pc->agent) {
+        /* Detach first so no callback reaches the freed pc; release the agent from an
+         * idle source (or when the context goes), never from inside its own signal. */
+        if (pc->stream)
+            nice_agent_attach_recv(pc->agent, pc->stream, 1, pc->ctx, NULL, NULL);
+        g_signal_handlers_disconnect_by_data(pc->agent, pc);
+        GSource *s = g_idle_source_new();
+        g_source_set_callback(s, idle_nothing, pc->agent, g_object_unref);
+        g_source_attach(s, pc->ctx);
+        g_source_unref(s);
+    }
+    if (pc->ssl)
+        SSL_free(pc->ssl);          /* frees both BIOs */
+    if (pc->srtp_in)
+        srtp_dealloc(pc->srtp_in);
+    if (pc->srtp_out)
+        srtp_dealloc(pc->srtp_out);
+    g_queue_clear_full(&pc->early, (GDestroyNotify)g_bytes_unref);
+    g_free(pc->ufrag);
+    g_free(pc->pwd);
+    g_free(pc->remote_ufrag);
+    g_free(pc->remote_pwd);
+    free(pc);
+}
+
+const char *pl_pc_ufrag(const pl_pc_t *pc) { return pc->ufrag; }
+const char *pl_pc_pwd(const pl_pc_t *pc) { return pc->pwd; }
+pl_pc_state_t pl_pc_state(const pl_pc_t *pc) { return pc->state; }
+const char *pl_pc_srtp_profile(const pl_pc_t *pc) { return pc->profile ? pc->profile : ""; }
+
+void pl_pc_foreach_candidate(pl_pc_t *pc, void (*fn)(void *arg, const char *cand), void *arg)
+{
+    GSList *list = nice_agent_get_local_candidates(pc->agent, pc->stream, 1);
+    for (GSList *l = list; l; l = l->next) {
+        gchar *line = nice_agent_generate_local_candidate_sdp(pc->agent, l->data);
+        if (line && g_str_has_prefix(line, "a="))
+            fn(arg, line + 2);
+        g_free(line);
+    }
+    g_slist_free_full(list, (GDestroyNotify)nice_candidate_free);
+}
+
+int pl_pc_set_remote(pl_pc_t *pc, const char *ufrag, const char *pwd, const char *fp_alg,
+                     const char *fp_value, bool dtls_client)
+{
+    uint8_t fp[32];
+    if (!ufrag || !pwd || !fp_alg || !fp_value || g_ascii_strcasecmp(fp_alg, "sha-256") != 0 ||
+        pl_dtls_fingerprint_parse(fp_value, fp) < 0)
+        return PL_EPARSE;
+    if (pc->have_remote) {
+        /* Renegotiation: same transport, or it is an ICE restart we do not support. */
+        if (strcmp(ufrag, pc->remote_ufrag) != 0 || strcmp(pwd, pc->remote_pwd) != 0 ||
+            memcmp(fp, pc->remote_fp, 32) != 0)
+            return PL_ESTATE;
+        return 0;
+    }
+    if (!nice_agent_set_remote_credentials(pc->agent, pc->stream, ufrag, pwd))
+        return PL_EPARSE;
+    pc->have_remote = true;
+    pc->remote_ufrag = g_strdup(ufrag);
+    pc->remote_pwd = g_strdup(pwd);
+    memcpy(pc->remote_fp, fp, 32);
+    pc->dtls_client = dtls_client;
+    set_state(pc, PL_PC_CHECKING, NULL);
+    return dtls_start(pc);
+}
+
+int pl_pc_add_remote_candidate(pl_pc_t *pc, const char *cand)
+{
+    gchar *line = g_str_has_prefix(cand, "a=") ? g_strdup(cand) : g_strconcat("a=", cand, NULL);
+    NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(pc->agent, pc->stream, line);
+    g_free(line);
+    if (!c)
+        return g_str_has_prefix(cand, "candidate:") || g_str_has_prefix(cand, "a=candidate:")
+                   ? 0 : PL_EPARSE;     /* well-formed but unsupported (TCP, mDNS) */
+    int rc = 0;
+    if (c->component_id == 1 && c->transport == NICE_CANDIDATE_TRANSPORT_UDP) {
+        GSList one = { .data = c, .next = NULL };
+        if (nice_agent_set_remote_candidates(pc->agent, pc->stream, 1, &one) < 0)
+            rc = PL_EPARSE;
+    }
+    nice_candidate_free(c);
+    return rc;
+}
+
+static int srtp_send(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap, bool rtcp)
+{
+    if (!pc->srtp_ready)
+        return PL_ESTATE;
+    if (cap < len + PL_PC_SRTP_OVERHEAD)
+        return -ENOBUFS;
+    int n = (int)len;
+    srtp_err_status_t st = rtcp ? srtp_protect_rtcp(pc->srtp_out, pkt, &n)
+                                : srtp_protect(pc->srtp_out, pkt, &n);
+    if (st != srtp_err_status_ok)
+        return PL_ECRYPTO;
+    gint sent = nice_agent_send(pc->agent, pc->stream, 1, (guint)n, (const gchar *)pkt);
+    return sent == n ? 0 : -EAGAIN;
+}
+
+int pl_pc_send_rtp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap)
+{
+    return srtp_send(pc, pkt, len, cap, false);
+}
+
+int pl_pc_send_rtcp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap)
+{
+    return srtp_send(pc, pkt, len, cap, true);
+}

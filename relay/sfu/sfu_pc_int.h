@@ -1,0 +1,52 @@
+/* sfu_pc_int.h: the peer connection's private parts shared by sfu_pc.c (ICE and the
+ * packet path) and sfu_dtls.c (OpenSSL and SRTP keying). Not for other files.
+ * Threading: as sfu_pc.h. */
+#ifndef PL_SFU_PC_INT_H
+#define PL_SFU_PC_INT_H
+
+#include "relay/sfu/sfu_pc.h"
+
+#include <nice/agent.h>
+#include <srtp2/srtp.h>
+
+#define PL_DTLS_MTU 1200
+#define PL_PC_BUF 2048              /* largest datagram handled, plus SRTP room */
+#define PL_PC_EARLY_MAX 8           /* DTLS datagrams kept before the role is known */
+#define PL_DTLS_HANDSHAKE_MS 30000  /* give up on a handshake after this long */
+
+struct pl_pc {
+    GMainContext *ctx;
+    NiceAgent *agent;
+    guint stream;
+    pl_pc_cbs_t cbs;
+    pl_pc_state_t state;
+    SSL_CTX *ssl_ctx;
+    gchar *ufrag, *pwd;
+    bool have_remote;
+    gchar *remote_ufrag, *remote_pwd;
+    uint8_t remote_fp[32];
+    bool dtls_client;
+    bool ice_ready;
+    SSL *ssl;
+    BIO *rbio;
+    GSource *dtls_timer;
+    uint64_t dtls_start_us;
+    bool dtls_done;
+    GQueue early;                   /* GBytes: DTLS datagrams before SSL exists */
+    srtp_t srtp_in, srtp_out;
+    bool srtp_ready;
+    const char *profile;
+    uint8_t rx[PL_PC_BUF];
+};
+
+/* Sends a raw datagram over the selected pair (DTLS records). */
+void pl_pc_send_raw(pl_pc_t *pc, const uint8_t *data, size_t len);
+
+/* sfu_dtls.c */
+BIO *pl_dtls_bio_new(pl_pc_t *pc);
+void pl_dtls_fingerprint_str(const uint8_t *md, size_t n, char *out, size_t cap);
+int pl_dtls_fingerprint_parse(const char *s, uint8_t out[32]);
+bool pl_dtls_peer_matches(SSL *ssl, const uint8_t want[32]);
+int pl_dtls_srtp_setup(SSL *ssl, bool is_client, srtp_t *in, srtp_t *out, const char **name);
+
+#endif
