@@ -350,6 +350,21 @@ static inline int pl_turn_chandata_frame(uint8_t *buf, size_t cap, uint16_t chan
     return (int)framed;
 }
 
+/* Stream framing for TCP/TLS clients (RFC 8656 §12.5) with the RFC 5766 channel range:
+ * pl_stun_frame_len refuses first bytes 0x50-0x7F, which RFC 5766 clients send. Returns
+ * the length of the first complete frame, 0 when more bytes are needed, or PL_EPARSE
+ * (close the connection). */
+static inline int pl_turn_frame_len(const uint8_t *p, size_t n)
+{
+    if (n >= 1 && p[0] >= 0x50 && p[0] <= 0x7F) {
+        if (n < PL_STUN_CHANDATA_HEADER_LEN)
+            return 0;
+        size_t framed = (PL_STUN_CHANDATA_HEADER_LEN + pl_stun_rd16(p + 2) + 3) & ~(size_t)3;
+        return n >= framed ? (int)framed : 0;
+    }
+    return pl_stun_frame_len(p, n);
+}
+
 /* ---------------------------------------------------------------------------------
  * Allocations (turn_alloc.c)
  * ------------------------------------------------------------------------------- */

@@ -158,6 +158,36 @@ static void test_rfc5766_channel_range(void **state)
     tenv_free(e);
 }
 
+static void test_stream_framing(void **state)
+{
+    (void)state;
+    /* ChannelData on a stream is padded to 4 (RFC 8656 §12.5), any RFC 5766 channel. */
+    uint8_t f[16] = {0x58, 0x2f, 0x00, 0x05, 'a', 'b', 'c', 'd', 'e', 0, 0, 0, 0x40};
+    assert_int_equal(pl_turn_frame_len(f, 3), 0);
+    assert_int_equal(pl_turn_frame_len(f, 11), 0);
+    assert_int_equal(pl_turn_frame_len(f, 12), 12);
+    assert_int_equal(pl_turn_frame_len(f, 16), 12);
+    f[0] = 0x40;
+    assert_int_equal(pl_turn_frame_len(f, 16), 12);
+    f[0] = 0x80;                                    /* neither STUN nor ChannelData */
+    assert_true(pl_turn_frame_len(f, 16) < 0);
+    /* Over TCP the peer->client ChannelData is padded. */
+    tenv_t *e = with_alloc(NULL, 0);
+    e->srv->list[0]->conn.transport = PL_TURN_TCP;  /* as if allocated over TCP */
+    pl_turn_alloc_t *a = e->srv->list[0];
+    pl_sockaddr_t peer = addr(PEER);
+    pl_turn_chan_add(a, 0x4000, &peer, e->io.now_ms + 1000);
+    pl_turn_perm_add(a, &peer, e->io.now_ms + 1000);
+    uint8_t buf[PL_TURN_HEADROOM + 8 + PL_TURN_TAILROOM];
+    memcpy(buf + PL_TURN_HEADROOM, "abcde", 5);
+    pl_turn_server_peer_input(e->srv, &a->relay[0], &peer, buf + PL_TURN_HEADROOM, 5);
+    fake_pkt_t *p = last_client(e);
+    assert_int_equal(p->len, 12);
+    assert_int_equal(pl_stun_rd16(p->buf + 2), 5);
+    assert_int_equal(p->buf[9] | p->buf[10] | p->buf[11], 0);
+    tenv_free(e);
+}
+
 static void test_peer_policy_and_family(void **state)
 {
     (void)state;
@@ -420,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_data_indication_from_peer),
         cmocka_unit_test(test_channel_bind_and_channel_data),
         cmocka_unit_test(test_rfc5766_channel_range),
+        cmocka_unit_test(test_stream_framing),
         cmocka_unit_test(test_peer_policy_and_family),
         cmocka_unit_test(test_requests_without_allocation),
         cmocka_unit_test(test_wrong_user_on_allocation_441),
