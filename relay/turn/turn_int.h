@@ -499,8 +499,8 @@ typedef struct pl_turn_relay_req {
 } pl_turn_relay_req_t;
 int pl_turn_alloc_open_relay(pl_turn_server_t *s, pl_turn_alloc_t *a,
                              const pl_turn_relay_req_t *req, uint16_t *pair_port);
-/* Closes relay fam_idx of a (if open) and releases its port. The given port of a
- * failed pl_turn_alloc_open_relay is released too. */
+/* Closes relay fam_idx of a (if open) and releases its port. (A failed
+ * pl_turn_alloc_open_relay has already released the port it took or was given.) */
 void pl_turn_alloc_close_relay(pl_turn_server_t *s, pl_turn_alloc_t *a, int fam_idx);
 pl_turn_perm_t *pl_turn_perm_find(pl_turn_alloc_t *a, const pl_sockaddr_t *peer,
                                   uint64_t now_ms);

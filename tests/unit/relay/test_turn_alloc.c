@@ -23,7 +23,13 @@ static void test_unauthenticated_gets_401_with_realm_nonce(void **state)
     pl_stun_msg_t m;
     req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
     req_transport(&r);
-    assert_int_equal(roundtrip(e, &r, req_plain(&r), &m), 401);
+    size_t req_len = req_plain(&r);
+    assert_int_equal(roundtrip(e, &r, req_len, &m), 401);
+    /* Amplification: the smallest Allocate (28 bytes) gets 20 + ERROR-CODE 24
+     * ("Unauthenticated") + REALM 16 (11 chars) + NONCE 48 + PASSWORD-ALGORITHMS 12 =
+     * 120 bytes (x4.3), no SOFTWARE, FINGERPRINT only when the request had one. */
+    assert_int_equal(req_len, 28);
+    assert_int_equal(m.len, 120);
     const uint8_t *v;
     size_t len;
     assert_int_equal(pl_stun_get_bytes(&m, PL_STUN_ATTR_REALM, &v, &len), 0);
