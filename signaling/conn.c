@@ -18,6 +18,8 @@
 #include <string.h>
 
 #define CLOSE_BACKSTOP_S 5          /* kill a closing conn whose peer stops reading */
+#define HARD_QUEUE_FACTOR 4         /* send queue bound even while the socket drains */
+#define WRITES_PER_CALLBACK 16
 
 static uint64_t now_ms(void)
 {
@@ -75,9 +77,13 @@ void pl_sig_conn_queue(pl_sig_thread_t *t, pl_sig_conn_t *c, pl_sig_out_t *out,
         free(out);
         return;
     }
-    if ((uint64_t)c->out_bytes + out->len > t->gw->opts.send_queue_max) {
-        /* Slow consumer: memory per connection stays bounded; the client reconnects
-         * and resyncs rather than the server buffering without limit. */
+    uint64_t after = (uint64_t)c->out_bytes + out->len, max = t->gw->opts.send_queue_max;
+    /* Slow consumer: memory per connection stays bounded; the client reconnects and
+     * resyncs rather than the server buffering without limit. Beyond send_queue_max
+     * only counts while the socket is backed up: the answers of one store batch may
+     * arrive together for a client that reads fine. The hard bound holds regardless. */
+    if (after > max && (after > HARD_QUEUE_FACTOR * max || lws_partial_buffered(c->wsi) ||
+                        lws_send_pipe_choked(c->wsi))) {
         free(out);
         drop_queue(c);
         pl_metric_inc(t->shard, t->gw->m.close_slow);
@@ -277,17 +283,23 @@ static int on_receive(pl_sig_thread_t *t, pl_sig_conn_t *c, const char *in, size
 static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
     PL_UNUSED(t);
-    pl_sig_out_t *o = c->out_head;
-    if (o) {
-        c->out_head = o->next;
-        if (!c->out_head)
-            c->out_tail = NULL;
-        c->out_bytes -= o->len;
-        int n = lws_write(c->wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
-        bool ok = n >= (int)o->len;
-        free(o);
-        if (!ok)
-            return -1;
+    if (c->out_head) {
+        /* Several frames per callback while the kernel takes them whole; lws keeps
+         * the tail of a partial write itself and calls back when it has sent it. */
+        for (int i = 0; i < WRITES_PER_CALLBACK && c->out_head; i++) {
+            pl_sig_out_t *o = c->out_head;
+            c->out_head = o->next;
+            if (!c->out_head)
+                c->out_tail = NULL;
+            c->out_bytes -= o->len;
+            int n = lws_write(c->wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
+            bool ok = n >= (int)o->len;
+            free(o);
+            if (!ok)
+                return -1;
+            if (lws_partial_buffered(c->wsi))
+                break;
+        }
         if (c->out_head || c->state == PL_SIG_CONN_CLOSING)
             lws_callback_on_writable(c->wsi);
         return 0;

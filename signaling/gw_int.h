@@ -217,6 +217,7 @@ struct pl_sig_gateway {
 
     pl_sig_thread_t *threads;
     unsigned n_threads;
+    int listen_fd, tls_listen_fd;   /* during start only; the contexts hold dups */
     uint16_t port;                  /* bound plain port */
     uint16_t tls_port;
     struct lws_http_mount mounts[2];    /* /v1 (callback) and / (web_root files) */

@@ -18,15 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define WS_RX_BUFFER 1024
 #define HEADER_POOL 256             /* concurrent HTTP requests/handshakes per thread */
-
-static const struct lws_protocols protocols[] = {
-    { "http", pl_sig_http_callback, sizeof(pl_sig_http_t), 0, 0, NULL, 0 },
-    { "parley.v1", pl_sig_ws_callback, sizeof(pl_sig_conn_t), WS_RX_BUFFER, 0, NULL, 0 },
-    { NULL, NULL, 0, 0, 0, NULL, 0 },
-};
 
 /* ---- lws logs into ours ------------------------------------------------------------ */
 
@@ -52,6 +51,7 @@ int pl_sig_gateway_create(const pl_sig_gw_opts_t *opts, pl_metrics_t *metrics,
     gw->dir = pl_sig_dir_create();
     gw->n_threads = opts->threads ? opts->threads : 1;
     gw->threads = pl_xcalloc(gw->n_threads, sizeof(*gw->threads));
+    gw->listen_fd = gw->tls_listen_fd = -1;
     for (unsigned i = 0; i < gw->n_threads; i++) {
         pl_sig_thread_t *t = &gw->threads[i];
         t->gw = gw;
@@ -130,19 +130,67 @@ static void register_metrics(pl_sig_gateway_t *gw)
                                  "session_expired");
 }
 
-/* ---- contexts and service threads ------------------------------------------------- */
+/* ---- contexts, listeners and service threads -------------------------------- */
 
-/* "127.0.0.1:8080" -> iface "127.0.0.1" (NULL for a wildcard) and port. */
-static int parse_listen(const char *spec, char *iface, size_t cap, int *port)
+/* lws 4.1 as packaged (LWS_MAX_SMP=1) cannot run several service threads in one
+ * context nor share its listeners between contexts, and it binds "127.0.0.1" as an
+ * IPv6 wildcard when IPv6 is compiled in. So the gateway opens each listener once
+ * itself; every thread's lws adopts a dup of it as a raw file and the "pl-listen"
+ * protocol below accepts and hands each socket to that thread's vhost. Whichever
+ * thread wakes first accepts (the idlest, in practice); the others get EAGAIN.
+ * SO_REUSEPORT was avoided on purpose: it would let a second parleyd started by the
+ * same user bind the port too and silently take half the connections. */
+static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len);
+
+static const struct lws_protocols protocols[] = {
+    { "http", pl_sig_http_callback, sizeof(pl_sig_http_t), 0, 0, NULL, 0 },
+    { "parley.v1", pl_sig_ws_callback, sizeof(pl_sig_conn_t), WS_RX_BUFFER, 0, NULL, 0 },
+    { "pl-listen", listen_callback, 0, 0, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+#define ACCEPT_BATCH 64             /* accepts per wake-up, so one thread cannot hog */
+
+static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len)
 {
-    pl_sockaddr_t a;
+    PL_UNUSED(user);
+    PL_UNUSED(in);
+    PL_UNUSED(len);
+    if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
+        return 1;                   /* not a subprotocol anyone may ask for */
+    if (reason != LWS_CALLBACK_RAW_RX_FILE)
+        return 0;
+    pl_sig_thread_t *t = lws_context_user(lws_get_context(wsi));
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    int lfd = lws_get_socket_fd(wsi);
+    lws_adoption_type type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
+                             (vh == t->vh_tls ? LWS_ADOPT_ALLOW_SSL : 0);
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break;                  /* EAGAIN, or an aborted connection: wait for more */
+        int one = 1;
+        /* Signaling frames are small and latency-bound (RFC 896 batching hurts). */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        lws_sock_file_fd_type sfd = { .sockfd = fd };
+        if (!lws_adopt_descriptor_vhost(vh, type, sfd, NULL, NULL))
+            pl_log_warn("signaling.accept.adopt_failed", "thread=%u", t->index);
+    }
+    return 0;
+}
+
+/* Opens the listener for spec ("host:port"; port 0 = any). Returns fd or -errno. */
+static int open_listener(const char *spec, uint16_t *bound)
+{
+    pl_sockaddr_t a, local;
     if (pl_sockaddr_parse(spec, -1, &a) < 0)
         return PL_ECONFIG;
-    *port = pl_sockaddr_port(&a);
-    pl_ipaddr_str(&a, iface, cap);
-    if (strcmp(iface, "0.0.0.0") == 0 || strcmp(iface, "::") == 0)
-        iface[0] = '\0';
-    return 0;
+    int fd = pl_net_listen(&a, SOCK_STREAM, 0, 4096);
+    if (fd >= 0 && pl_net_local_addr(fd, &local) == 0)
+        *bound = pl_sockaddr_port(&local);
+    return fd;
 }
 
 static void setup_mounts(pl_sig_gateway_t *gw)
@@ -163,24 +211,18 @@ static void setup_mounts(pl_sig_gateway_t *gw)
     }
 }
 
-static struct lws_vhost *make_vhost(pl_sig_thread_t *t, const char *spec, int port_override,
-                                    bool tls)
+static struct lws_vhost *make_vhost(pl_sig_thread_t *t, bool tls)
 {
     pl_sig_gateway_t *gw = t->gw;
-    char iface[64];
-    int port = 0;
-    if (parse_listen(spec, iface, sizeof(iface), &port) < 0)
-        return NULL;
     struct lws_context_creation_info vi;
     memset(&vi, 0, sizeof(vi));
     vi.vhost_name = tls ? "parley-tls" : "parley";
-    vi.iface = iface[0] ? iface : NULL;
-    vi.port = port_override >= 0 ? port_override : port;
+    vi.port = CONTEXT_PORT_NO_LISTEN_SERVER;    /* we accept; see listen_callback */
     vi.protocols = protocols;
     vi.mounts = &gw->mounts[0];
     vi.retry_and_idle_policy = &gw->retry;
     /* RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection (1007). */
-    vi.options = LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    vi.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     vi.keepalive_timeout = 5;
     vi.timeout_secs = 10;
     if (tls) {
@@ -188,6 +230,17 @@ static struct lws_vhost *make_vhost(pl_sig_thread_t *t, const char *spec, int po
         vi.ssl_private_key_filepath = gw->opts.tls_key;
     }
     return lws_create_vhost(t->ctx, &vi);
+}
+
+/* Gives a dup of listener fd to lws as a raw file on vh (lws owns and closes it). */
+static int adopt_listener(struct lws_vhost *vh, int fd)
+{
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return -errno;
+    lws_sock_file_fd_type f = { .filefd = d };
+    return lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, f, "pl-listen", NULL)
+               ? 0 : -ENOMEM;
 }
 
 static int create_context(pl_sig_thread_t *t)
@@ -212,25 +265,19 @@ static int create_context(pl_sig_thread_t *t)
     t->ctx = lws_create_context(&ci);
     if (!t->ctx)
         return -ENOMEM;
-    int port = t->index == 0 ? -1 : gw->port;
-    t->vh_plain = make_vhost(t, gw->opts.listen, port, false);
-    if (!t->vh_plain)
+    int rc = -ENOMEM;
+    t->vh_plain = make_vhost(t, false);
+    if (!t->vh_plain || (tls && !(t->vh_tls = make_vhost(t, true))))
         goto fail;
-    if (t->index == 0)
-        gw->port = (uint16_t)lws_get_vhost_listen_port(t->vh_plain);
-    if (tls) {
-        t->vh_tls = make_vhost(t, gw->opts.tls_listen, t->index == 0 ? -1 : gw->tls_port, true);
-        if (!t->vh_tls)
-            goto fail;
-        if (t->index == 0)
-            gw->tls_port = (uint16_t)lws_get_vhost_listen_port(t->vh_tls);
-    }
+    if ((rc = adopt_listener(t->vh_plain, gw->listen_fd)) < 0 ||
+        (tls && (rc = adopt_listener(t->vh_tls, gw->tls_listen_fd)) < 0))
+        goto fail;
     return 0;
 
 fail:
     lws_context_destroy(t->ctx);
     t->ctx = NULL;
-    return -EADDRINUSE;
+    return rc;
 }
 
 static void *thread_main(void *arg)
@@ -254,6 +301,28 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+static void close_listeners(pl_sig_gateway_t *gw)
+{
+    if (gw->listen_fd >= 0)
+        close(gw->listen_fd);
+    if (gw->tls_listen_fd >= 0)
+        close(gw->tls_listen_fd);
+    gw->listen_fd = gw->tls_listen_fd = -1;
+}
+
+static int open_listeners(pl_sig_gateway_t *gw)
+{
+    gw->listen_fd = open_listener(gw->opts.listen, &gw->port);
+    if (gw->listen_fd < 0)
+        return gw->listen_fd;
+    if (gw->opts.tls_cert && gw->opts.tls_cert[0]) {
+        gw->tls_listen_fd = open_listener(gw->opts.tls_listen, &gw->tls_port);
+        if (gw->tls_listen_fd < 0)
+            return gw->tls_listen_fd;
+    }
+    return 0;
+}
+
 int pl_sig_gateway_start(pl_sig_gateway_t *gw)
 {
     pl_sig_gateway_seal(gw);
@@ -263,25 +332,29 @@ int pl_sig_gateway_start(pl_sig_gateway_t *gw)
     gw->retry.secs_since_valid_hangup = gw->opts.idle_timeout_s;
     lws_set_log_level(LLL_ERR | (pl_log_get_level() <= PL_LOG_DEBUG ? LLL_WARN : 0),
                       lws_log_sink);
-    int rc = 0;
-    for (unsigned i = 0; i < gw->n_threads; i++) {
+    int rc = open_listeners(gw);
+    if (rc < 0) {
+        pl_log_error("signaling.listen.failed", "listen=%s tls_listen=%s error=%s",
+                     PL_LOG_QUOTED(gw->opts.listen), PL_LOG_QUOTED(gw->opts.tls_listen),
+                     pl_strerror(rc));
+        close_listeners(gw);
+        return rc;
+    }
+    for (unsigned i = 0; rc == 0 && i < gw->n_threads; i++) {
         pl_sig_thread_t *t = &gw->threads[i];
         t->shard = pl_metrics_shard_create(gw->metrics);
         rc = create_context(t);
-        if (rc < 0) {
-            pl_log_error("signaling.listen.failed", "listen=%s tls_listen=%s thread=%u error=%s",
-                         PL_LOG_QUOTED(gw->opts.listen), PL_LOG_QUOTED(gw->opts.tls_listen),
-                         i, pl_strerror(rc));
-            return rc;
-        }
+        if (rc < 0)
+            pl_log_error("signaling.context.failed", "thread=%u error=%s", i, pl_strerror(rc));
     }
-    for (unsigned i = 0; i < gw->n_threads; i++) {
+    close_listeners(gw);            /* every context holds its own dup */
+    for (unsigned i = 0; rc == 0 && i < gw->n_threads; i++) {
         pl_sig_thread_t *t = &gw->threads[i];
         rc = -pthread_create(&t->tid, NULL, thread_main, t);
-        if (rc < 0)
-            return rc;
-        t->started = true;
+        t->started = rc == 0;
     }
+    if (rc < 0)
+        return rc;
     pl_log_info("signaling.listening", "port=%u tls_port=%u threads=%u web_root=%s",
                 gw->port, gw->tls_port, gw->n_threads, PL_LOG_QUOTED(gw->opts.web_root));
     return 0;
