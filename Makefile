@@ -34,7 +34,9 @@ build: deps-run
 
 run: build
 	@scripts/dev-cert var/dev-cert
-	exec $(BUILD)/app/parleyd --config $(CONFIG)
+	@[ -s var/turn-secret ] || { umask 077; openssl rand -hex 32 > var/turn-secret; }
+	PARLEY_TURN_AUTH_SECRET=$${PARLEY_TURN_AUTH_SECRET:-$$(cat var/turn-secret)} \
+	  exec $(BUILD)/app/parleyd --config $(CONFIG)
 
 unit:
 	$(call build_tree,$(BUILD),)
