@@ -193,6 +193,7 @@ typedef struct pl_sig_http {
     int status;
     int method;
     uint8_t phase;                  /* http.c: none, headers next, body next */
+    bool dispatched;                /* the route function has run */
     bool responded;
     char path[256];
     char bearer[128];

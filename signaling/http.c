@@ -165,6 +165,11 @@ static void read_bearer(struct lws *wsi, char *out, size_t cap)
 static int run_route(pl_sig_thread_t *t, pl_sig_http_t *h)
 {
     json_t *body = NULL;
+    /* lws reports body completion even for a POST whose Content-Length was 0, which
+     * we already ran: a route runs once per transaction. */
+    if (h->dispatched)
+        return 0;
+    h->dispatched = true;
     if (h->route->r->needs_body) {
         json_error_t jerr;
         body = h->body ? json_loadb(h->body, h->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
@@ -218,7 +223,7 @@ static int on_http(pl_sig_thread_t *t, pl_sig_http_t *h, struct lws *wsi)
 
 static int on_body(pl_sig_thread_t *t, pl_sig_http_t *h, const void *in, size_t len)
 {
-    if (h->responded || !h->route)
+    if (h->responded || h->dispatched || !h->route || len == 0)
         return 0;
     if (h->body_len + len > t->gw->opts.max_body)
         return -1;                  /* more than its Content-Length announced */

@@ -26,6 +26,14 @@ async function startSignaling(sets = []) {
   return d;
 }
 
+// Stops parleyd and checks it exited 0 (a sanitizer report or a crash fails the suite).
+async function stopClean(d) {
+  if (!d) return;
+  const log = d.logText;
+  const { code, signal } = await d.stop();
+  assert.equal(code, 0, `parleyd exited ${code ?? signal}; log:\n${log.slice(-4000)}`);
+}
+
 async function api(d, method, path, { body, token, raw } = {}) {
   const headers = {};
   if (token) headers.authorization = `Bearer ${token}`;
@@ -127,7 +135,7 @@ describe('signaling', () => {
     d = await startSignaling(['signaling.auth_timeout=1s', 'signaling.max_devices=2',
       'signaling.max_frame_size=4KiB', 'signaling.max_errors=6', `signaling.web_root=${webRoot}`]);
   });
-  after(async () => { await d?.stop(); });
+  after(async () => { await stopClean(d); });
 
   describe('HTTP accounts API', () => {
     test('register returns a session for the first device', async () => {
@@ -566,7 +574,7 @@ describe('signaling rate limits', () => {
     d = await startSignaling(['signaling.auth_ip_burst=4', 'signaling.auth_ip_per_min=1',
       'signaling.auth_account_burst=2', 'signaling.auth_account_per_min=1']);
   });
-  after(async () => { await d?.stop(); });
+  after(async () => { await stopClean(d); });
 
   test('logins per account, then registrations per IP, are rate limited', async () => {
     const u = await register(d);                               // IP token 1
@@ -589,7 +597,7 @@ describe('signaling per-connection frame rate', () => {
     d = await startSignaling(['signaling.rate_frames=5', 'signaling.rate_burst=5',
       'signaling.max_errors=100']);
   });
-  after(async () => { await d?.stop(); });
+  after(async () => { await stopClean(d); });
 
   test('frames beyond the bucket are answered rate_limited; the connection lives', async () => {
     const u = await register(d);
@@ -613,7 +621,7 @@ describe('signaling liveness', () => {
     d = await startSignaling(['signaling.ping_interval=1s', 'signaling.idle_timeout=3s',
       'signaling.send_queue_max=4KiB', 'signaling.rate_frames=0', 'signaling.max_frame_size=1MiB']);
   });
-  after(async () => { await d?.stop(); });
+  after(async () => { await stopClean(d); });
 
   test('an idle connection gets WebSocket pings and stays while it answers', async () => {
     const u = await register(d);
