@@ -201,7 +201,6 @@ struct pl_router {
     unsigned n_close_hooks;
     struct { pl_rtr_stop_fn fn; void *arg; } stop_hooks[PL_RTR_MAX_HOOKS];
     unsigned n_stop_hooks;
-    pl_sig_hooks_t gw_hooks;
     pthread_t tid;
     bool started;
     bool stopped;
@@ -225,10 +224,14 @@ void pl_rtr_undeliverable(pl_router_t *r, const pl_route_to_t *to, uint64_t devi
                           pl_route_reason_t reason, json_t *frame);
 /* Delivery on the presence thread (pl_router_send posts here). Takes frame. */
 void pl_rtr_deliver(pl_router_t *r, const pl_route_to_t *to, json_t *frame);
-/* Sends frame (owned) to exactly connection conn_id of device_id on node: no sink, a
- * failure is only counted. */
-void pl_rtr_send_conn(pl_router_t *r, const char *node, uint64_t device_id, uint64_t conn_id,
-                      json_t *frame);
+/* One connection of a device on some node (a call participant, a requester). */
+typedef struct pl_rtr_party {
+    char node[PL_NODE_MAX + 1];
+    uint64_t account_id, device_id, conn_id;
+} pl_rtr_party_t;
+
+/* Sends frame (owned) to exactly that connection: no sink, a failure is only counted. */
+void pl_rtr_send_party(pl_router_t *r, const pl_rtr_party_t *p, json_t *frame);
 /* A message arrived on this node's channel. */
 void pl_rtr_on_envelope(pl_router_t *r, const char *data, size_t len);
 /* The registry entry of a device registered here named another node: tell it to close
@@ -283,6 +286,12 @@ void pl_rtr_add_close_hook(pl_router_t *r, pl_rtr_close_fn fn, void *arg);
 void pl_rtr_add_stop_hook(pl_router_t *r, pl_rtr_stop_fn fn, void *arg);
 
 /* ---- busy claims for calls (router.c; presence thread) ---------------------------- */
+
+/* A claim held here: r->busy maps the account to one of these (owned by the map). */
+typedef struct pl_rtr_busy {
+    uint64_t key;                       /* the call's key */
+    char call_id[];
+} pl_rtr_busy_t;
 
 /* Claims both accounts for the call named by key/call_id (local table, plus Redis when
  * configured and up). cb gets 0, 1 (acct[0] busy), 2 (acct[1] busy); it may run before

@@ -30,7 +30,8 @@ typedef struct adapter {
     pl_redis_conn_t *owner;     /* NULL when attached without a connection object */
     int fd;
     uint32_t mask;              /* PL_IO_* watched now (0 = not in the epoll set) */
-    bool *gone;                 /* set by cleanup while on_io runs */
+    bool in_io;                 /* on_io is on the stack: cleanup leaves the free to it */
+    bool dead;                  /* hiredis cleaned up: the context is gone */
 } adapter_t;
 
 struct pl_redis_conn {
@@ -53,17 +54,17 @@ static void on_io(pl_loop_t *loop, int fd, uint32_t events, void *arg)
     adapter_t *a = arg;
     redisAsyncContext *ac = a->ac;
     pl_redis_conn_t *c = a->owner;
-    bool gone = false;
-    a->gone = &gone;
+    a->in_io = true;
     if (c)
         c->depth++;
-    /* A read may free the context (and this adapter with it): check before writing. */
+    /* A read may free the context: check before writing. */
     if (events & PL_IO_READ)
         redisAsyncHandleRead(ac);
-    if (!gone && (events & PL_IO_WRITE))
+    if (!a->dead && (events & PL_IO_WRITE))
         redisAsyncHandleWrite(ac);
-    if (!gone)
-        a->gone = NULL;
+    a->in_io = false;
+    if (a->dead)
+        free(a);
     if (c) {
         c->depth--;
         if (c->closing && c->depth == 0)
@@ -95,9 +96,9 @@ static void ev_cleanup(void *p)
 {
     adapter_t *a = p;
     set_mask(a, 0);
-    if (a->gone)
-        *a->gone = true;
-    free(a);
+    a->dead = true;
+    if (!a->in_io)
+        free(a);
 }
 
 static adapter_t *attach(pl_loop_t *loop, redisAsyncContext *ac, pl_redis_conn_t *owner)
