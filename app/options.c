@@ -1,6 +1,10 @@
 /* options.c: the app's own configuration keys ([log], [process]) and the schema that
  * gathers every module's option table. */
 #include "app/app_int.h"
+#ifdef PL_HAVE_SIGNALING
+#include "store/pl_store.h"
+#include "signaling/pl_router.h"
+#endif
 
 #include <stdlib.h>
 
@@ -28,10 +32,14 @@ const pl_opt_table_t pl_app_process_options = {
 const pl_opt_table_t **pl_app_schema(void)
 {
     size_t n = 0;
-    const pl_opt_table_t **schema = pl_xcalloc(pl_app_n_modules + 4, sizeof *schema);
+    const pl_opt_table_t **schema = pl_xcalloc(pl_app_n_modules + 8, sizeof *schema);
     schema[n++] = &pl_app_log_options;
     schema[n++] = &pl_app_process_options;
     schema[n++] = &pl_admin_options;
+#ifdef PL_HAVE_SIGNALING
+    schema[n++] = &pl_store_options;    /* [store]: opened by the signaling module */
+    schema[n++] = &pl_presence_options; /* [presence]: the signaling module's router */
+#endif
     for (size_t i = 0; i < pl_app_n_modules; i++)
         if (pl_app_modules[i]->options)
             schema[n++] = pl_app_modules[i]->options;

@@ -9,6 +9,7 @@
  * Threading: every hook runs on the main thread. */
 #include "signaling/gw_int.h"
 #include "signaling/sig_parts.h"
+#include "signaling/pl_router.h"
 #include "core/pl_log.h"
 #include "core/pl_net.h"
 
@@ -89,6 +90,7 @@ static const pl_opt_table_t options = {
 typedef struct sig_state {
     pl_store_t *store;
     pl_sig_gateway_t *gw;
+    pl_router_t *router;            /* presence and routing, shared by the parts */
     void *part_state[N_PARTS];
     bool part_started[N_PARTS];
     char *listen, *tls_listen, *tls_cert, *tls_key, *web_root;
@@ -122,7 +124,7 @@ static int sig_validate(const pl_config_t *cfg, pl_config_error_t *err)
         return cfg_error(err, "idle_timeout", "must be longer than ping_interval");
     if (pl_config_int(cfg, "signaling", "rate_burst") < 1)
         return cfg_error(err, "rate_burst", "must be at least 1");
-    return 0;
+    return pl_router_validate(cfg, err);
 }
 
 static void set_gw_limits(pl_sig_gateway_t *gw, const pl_config_t *cfg)
@@ -198,7 +200,11 @@ static int sig_start(const pl_host_t *host, void **state)
     raise_fd_limit((uint64_t)o.max_connections + 1024);
     pl_sig_gateway_create(&o, host->metrics, &s->gw);
     set_gw_limits(s->gw, host->config);
-    pl_sig_ctx_t ctx = { s->gw, s->store, host->config, host->metrics, host->main_loop };
+    rc = pl_router_create(&(pl_router_opts_t){ s->gw, host->config, host->metrics }, &s->router);
+    if (rc < 0)
+        goto fail;
+    pl_sig_ctx_t ctx = { s->gw, s->store, host->config, host->metrics, host->main_loop,
+                         s->router };
     for (size_t i = 0; i < N_PARTS; i++) {
         rc = parts[i]->init(&ctx, &s->part_state[i]);
         if (rc < 0) {
@@ -208,6 +214,9 @@ static int sig_start(const pl_host_t *host, void **state)
         }
         s->part_started[i] = true;
     }
+    rc = pl_router_start(s->router);
+    if (rc < 0)
+        goto fail;
     rc = pl_sig_gateway_start(s->gw);
     if (rc < 0)
         goto fail;
@@ -227,10 +236,12 @@ static void sig_stop(void *state)
     for (size_t i = N_PARTS; i-- > 0;)
         if (s->part_started[i] && parts[i]->stop)
             parts[i]->stop(s->part_state[i]);
+    pl_router_stop(s->router);      /* after the gateway's last on_close hooks */
     pl_store_close(s->store);       /* runs what is queued; replies go to gateway inboxes */
     for (size_t i = N_PARTS; i-- > 0;)
         if (s->part_started[i])
             parts[i]->destroy(s->part_state[i]);
+    pl_router_destroy(s->router);
     pl_sig_gateway_destroy(s->gw);  /* drains those inboxes */
     free(s->listen);
     free(s->tls_listen);
@@ -256,6 +267,7 @@ static int sig_reload(void *state, const pl_config_t *next)
 {
     sig_state_t *s = state;
     set_gw_limits(s->gw, next);
+    pl_router_reload(s->router, next);
     for (size_t i = 0; i < N_PARTS; i++)
         if (parts[i]->reload)
             parts[i]->reload(s->part_state[i], next);
@@ -265,7 +277,7 @@ static int sig_reload(void *state, const pl_config_t *next)
 static bool sig_ready(void *state)
 {
     sig_state_t *s = state;
-    return !atomic_load(&s->gw->draining);
+    return !atomic_load(&s->gw->draining) && pl_router_ready(s->router);
 }
 
 static void sig_stats_json(void *state, pl_buf_t *out)
@@ -275,6 +287,8 @@ static void sig_stats_json(void *state, pl_buf_t *out)
     pl_store_get_stats(s->store, &st);
     pl_buf_puts(out, "{\"gateway\":");
     pl_sig_gateway_stats_json(s->gw, out);
+    pl_buf_puts(out, ",\"presence\":");
+    pl_router_stats_json(s->router, out);
     pl_buf_printf(out, ",\"store\":{\"requests\":%llu,\"batches\":%llu,"
                   "\"commit_failures\":%llu,\"max_batch\":%llu}}",
                   (unsigned long long)st.requests, (unsigned long long)st.batches,

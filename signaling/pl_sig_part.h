@@ -21,6 +21,8 @@ typedef struct pl_sig_ctx {
     const pl_config_t *config;
     pl_metrics_t *metrics;
     pl_loop_t *main_loop;
+    struct pl_router *router;   /* presence and routing (signaling/pl_router.h), created
+                                   before the parts and stopped after them */
 } pl_sig_ctx_t;
 
 typedef struct pl_sig_part {
