@@ -226,6 +226,8 @@ static struct lws_vhost *make_vhost(pl_sig_thread_t *t, bool tls)
     vi.keepalive_timeout = 5;
     vi.timeout_secs = 10;
     if (tls) {
+        /* lws 4.1 reads this flag from the vhost's info too, else no SSL_CTX. */
+        vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         vi.ssl_cert_filepath = gw->opts.tls_cert;
         vi.ssl_private_key_filepath = gw->opts.tls_key;
     }

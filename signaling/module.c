@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 static const pl_sig_part_t *const parts[] = {
     &pl_sig_accounts_part,
@@ -119,6 +120,10 @@ static int sig_validate(const pl_config_t *cfg, pl_config_error_t *err)
     if (!cert[0] != !key[0])
         return cfg_error(err, cert[0] ? "tls_key" : "tls_cert",
                          "tls_cert and tls_key must be set together");
+    if (cert[0] && access(cert, R_OK) != 0)
+        return cfg_error(err, "tls_cert", "cannot read the file");
+    if (key[0] && access(key, R_OK) != 0)
+        return cfg_error(err, "tls_key", "cannot read the file");
     if (pl_config_int(cfg, "signaling", "idle_timeout") <=
         pl_config_int(cfg, "signaling", "ping_interval"))
         return cfg_error(err, "idle_timeout", "must be longer than ping_interval");

@@ -7,6 +7,8 @@
 import { test, describe, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { Daemon, tempDir, parsePrometheus, sample } from './lib/daemon.mjs';
@@ -64,9 +66,9 @@ async function login(d, username, device_name, password = 'correct horse') {
 
 // A parley.v1 client: queues incoming frames, matches responses by id.
 class Client {
-  static async open(d, { protocol = 'parley.v1', path = '/ws', options = {} } = {}) {
+  static async open(d, { protocol = 'parley.v1', path = '/ws', options = {}, url } = {}) {
     const c = new Client();
-    c.ws = new WebSocket(`ws://127.0.0.1:${d.port}${path}`, protocol === null ? undefined : protocol,
+    c.ws = new WebSocket(url ?? `ws://127.0.0.1:${d.port}${path}`, protocol === null ? undefined : protocol,
       options);
     c.frames = [];
     c.waiters = [];
@@ -675,5 +677,42 @@ describe('signaling drain', () => {
     assert.equal((await c.closedWithin(8000)).code, 1001);
     const { code } = await stopping;
     assert.equal(code, 0);
+  });
+});
+
+describe('signaling over TLS', () => {
+  let d;
+  before(async () => {
+    const dir = tempDir('parley-tls-');
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+      '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    d = await startSignaling([`signaling.tls_cert=${cert}`, `signaling.tls_key=${key}`,
+      'signaling.tls_listen=127.0.0.1:0']);
+    const m = await d.waitForLog(/signaling\.listening port=\d+ tls_port=(\d+)/);
+    d.tlsPort = Number(m[1]);
+    assert.ok(d.tlsPort > 0);
+  });
+  after(async () => { await stopClean(d); });
+
+  test('register over HTTPS, then auth over wss://', async () => {
+    const username = uniqueName('tls');
+    const body = JSON.stringify({ username, password: 'correct horse' });
+    const res = await new Promise((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port: d.tlsPort, path: '/v1/register', method: 'POST',
+        rejectUnauthorized: false, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+      (r) => { let t = ''; r.on('data', (b) => { t += b; }); r.on('end', () => resolve({ status: r.statusCode, json: JSON.parse(t) })); });
+      req.on('error', reject);
+      req.end(body);
+    });
+    assert.equal(res.status, 201);
+    const c = await Client.open(d, { url: `wss://127.0.0.1:${d.tlsPort}/ws`, options: { rejectUnauthorized: false } });
+    const r = await c.auth(res.json.token);
+    assert.equal(r.username, username);
+    assert.equal((await c.request({ type: 'ping' })).type, 'ping.result');
+    c.close();
+    // The plain listener still works next to it.
+    assert.equal((await api(d, 'GET', '/v1/devices', { token: res.json.token })).status, 200);
   });
 });
