@@ -1,0 +1,136 @@
+// turn.mjs: shared helpers for the TURN integration tests (turn*.test.mjs): parleyd
+// with [turn] enabled on free loopback ports, coturn's client tools from Debian's
+// coturn package (turnutils_peer, turnutils_uclient, turnutils_stunclient; the
+// turnserver binary is never used in tests) run with a timeout and their output
+// parsed, and the parley_turn_* metrics read back.
+//
+// Everything stays on 127.0.0.1 / ::1; every process started here is stopped by PID.
+import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { Daemon, freePort, parsePrometheus } from './daemon.mjs';
+
+export const TURN_USER = 'alice';
+export const TURN_PASS = 'wonderland-7';
+export const TURN_SECRET = 'rest-secret-42';
+export const TURN_REALM = 'parley.test';
+
+// Starts parleyd with only [turn] enabled (signaling off) on a free port, listening on
+// 127.0.0.1 and ::1 with the same port, static user TURN_USER:TURN_PASS and REST secret
+// TURN_SECRET. allowedPeers (CIDR list) defaults to loopback so coturn's
+// turnutils_peer on 127.0.0.1/::1 can be reached. extra: more INI lines for [turn].
+// sets: --set overrides. Returns the Daemon with .turnPort.
+export async function startTurnDaemon({ threads = 2, allowedPeers = ['127.0.0.1/32', '::1/128'],
+  extra = '', sets = [], v6 = true, env = {} } = {}) {
+  const port = await freePort();
+  const listen = v6 ? `127.0.0.1:${port}, [::1]:${port}` : `127.0.0.1:${port}`;
+  const ini = [
+    '[signaling]', 'enabled = false',
+    '[turn]', 'enabled = true',
+    `listen = ${listen}`,
+    `realm = ${TURN_REALM}`,
+    `users = ${TURN_USER}:${TURN_PASS}`,
+    `auth_secret = ${TURN_SECRET}`,
+    `threads = ${threads}`,
+    allowedPeers.length ? `allowed_peers = ${allowedPeers.join(', ')}` : '',
+    extra, '',
+  ].join('\n');
+  const d = await Daemon.start({ ini, sets, env });
+  d.turnPort = port;
+  return d;
+}
+
+// Runs bin with args; resolves { code, signal, out (stdout+stderr), timedOut } once it
+// exits. Killed (SIGKILL, by PID) after timeoutMs. Asynchronous on purpose: a blocking
+// spawnSync would stop the test process from draining parleyd's log pipe.
+export function runTool(bin, args, { timeoutMs = 30000 } = {}) {
+  return new Promise((res, rej) => {
+    const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', timedOut = false;
+    p.stdout.on('data', (b) => { out += b; });
+    p.stderr.on('data', (b) => { out += b; });
+    const t = setTimeout(() => { timedOut = true; try { process.kill(p.pid, 'SIGKILL'); } catch { } }, timeoutMs);
+    p.once('error', (e) => { clearTimeout(t); rej(e); });
+    p.once('close', (code, signal) => { clearTimeout(t); res({ code, signal, out, timedOut }); });
+  });
+}
+
+// Starts coturn's echo peer (turnutils_peer) on a free port on each address in addrs
+// and waits until it echoes. Returns { port, pid, stop() }.
+export async function startPeer({ addrs = ['127.0.0.1', '::1'] } = {}) {
+  const port = await freePort();
+  const args = ['-p', String(port)];
+  for (const a of addrs) args.push('-L', a);
+  const proc = spawn('turnutils_peer', args, { stdio: ['ignore', 'ignore', 'ignore'] });
+  const exited = new Promise((res) => proc.once('exit', res));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      try { process.kill(proc.pid, 'SIGTERM'); } catch { }
+      await exited;
+    }
+  };
+  for (const a of addrs) {
+    if (!(await udpEcho(a, port, 5000))) { await stop(); throw new Error(`turnutils_peer on ${a}:${port} does not echo`); }
+  }
+  return { port, pid: proc.pid, stop };
+}
+
+// Sends a datagram to host:port until it comes back (echo) or timeoutMs passes.
+export function udpEcho(host, port, timeoutMs = 2000) {
+  return new Promise((res) => {
+    const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    const probe = Buffer.from('parley-echo-probe');
+    let done = false;
+    const finish = (ok) => { if (done) return; done = true; clearInterval(iv); clearTimeout(t); s.close(); res(ok); };
+    s.on('message', (m) => { if (m.equals(probe)) finish(true); });
+    s.on('error', () => finish(false));
+    const iv = setInterval(() => s.send(probe, port, host), 50);
+    const t = setTimeout(() => finish(false), timeoutMs);
+    s.send(probe, port, host);
+  });
+}
+
+// Parses turnutils_uclient's closing summary. Fields are null when the line is absent
+// (the client gave up before sending, e.g. 401 or 403).
+export function parseUclient(text) {
+  const num = (re) => { const m = text.match(re); return m ? Number(m[1]) : null; };
+  const rtt = text.match(/Average round trip delay ([\d.]+) ms; min = (\d+) ms, max = (\d+) ms/);
+  return {
+    sent: num(/tot_send_msgs=(\d+), tot_recv_msgs=\d+\s*$/m),
+    received: num(/tot_send_msgs=\d+, tot_recv_msgs=(\d+)\s*$/m),
+    lost: num(/Total lost packets (\d+)/),
+    lostPct: num(/Total lost packets \d+ \(([\d.]+)%\)/),
+    sendDropped: num(/total send dropped (\d+)/),
+    rttAvgMs: rtt ? Number(rtt[1]) : null,
+    rttMinMs: rtt ? Number(rtt[2]) : null,
+    rttMaxMs: rtt ? Number(rtt[3]) : null,
+    errors: [...text.matchAll(/(?:ERROR|error)[: ].*$/gm)].map((m) => m[0]),
+  };
+}
+
+// Runs turnutils_uclient against server (an address; port given) and parses it.
+// args are uclient flags, e.g. ['-u', user, '-w', pass, '-e', '127.0.0.1', '-r', peer].
+export async function uclient(server, port, args, { timeoutMs = 30000 } = {}) {
+  const r = await runTool('turnutils_uclient', ['-p', String(port), ...args, server], { timeoutMs });
+  return { ...r, summary: parseUclient(r.out) };
+}
+
+// Runs turnutils_stunclient (a Binding request) and returns { ..., mapped: ['ip:port'] }
+// with the reflexive addresses it printed.
+export async function stunclient(server, port, { timeoutMs = 10000 } = {}) {
+  const r = await runTool('turnutils_stunclient', ['-p', String(port), server], { timeoutMs });
+  const mapped = [...new Set([...r.out.matchAll(/reflexive addr: (\S+)/g)].map((m) => m[1]))];
+  return { ...r, mapped };
+}
+
+// The daemon's /metrics, parsed strictly.
+export async function metrics(d) {
+  const r = await d.admin('/metrics');
+  if (r.status !== 200) throw new Error(`/metrics: ${r.status}`);
+  return parsePrometheus(r.text);
+}
+
+// Sum of the samples of name whose labels include labels (0 when none).
+export function counter(parsed, name, labels = {}) {
+  return parsed.samples.filter((s) => s.name === name &&
+    Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
+}
