@@ -384,6 +384,11 @@ int pl_pc_add_remote_candidate(pl_pc_t *pc, const char *cand)
     return rc;
 }
 
+void pl_pc_remote_candidates_done(pl_pc_t *pc)
+{
+    nice_agent_peer_candidate_gathering_done(pc->agent, pc->stream);
+}
+
 static int srtp_send(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap, bool rtcp)
 {
     if (!pc->srtp_ready)

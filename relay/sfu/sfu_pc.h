@@ -78,9 +78,14 @@ int pl_pc_set_remote(pl_pc_t *pc, const char *ufrag, const char *pwd, const char
  * (TCP, component 2, unknown address family). */
 int pl_pc_add_remote_candidate(pl_pc_t *pc, const char *cand);
 
+/* The peer signaled end-of-candidates (RFC 8838 §8.2): ICE may now conclude failure
+ * once every pair has failed. */
+void pl_pc_remote_candidates_done(pl_pc_t *pc);
+
 /* Protects pkt (len bytes of a buffer of cap bytes; cap >= len + PL_PC_SRTP_OVERHEAD)
  * in place and sends it. Returns 0, PL_ESTATE when SRTP is not ready, -EAGAIN when the
  * socket is full (dropped), PL_ECRYPTO. */
+#define PL_PC_BUF 2048              /* largest datagram handled, plus SRTP room */
 #define PL_PC_SRTP_OVERHEAD 148     /* SRTP_MAX_TRAILER_LEN plus the SRTCP index */
 int pl_pc_send_rtp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap);
 int pl_pc_send_rtcp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap);

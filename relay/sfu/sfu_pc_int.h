@@ -10,7 +10,6 @@
 #include <srtp2/srtp.h>
 
 #define PL_DTLS_MTU 1200
-#define PL_PC_BUF 2048              /* largest datagram handled, plus SRTP room */
 #define PL_PC_EARLY_MAX 8           /* DTLS datagrams kept before the role is known */
 #define PL_DTLS_HANDSHAKE_MS 30000  /* give up on a handshake after this long */
 
