@@ -5,6 +5,9 @@
 #include "store/pl_store.h"
 #include "signaling/pl_router.h"
 #endif
+#ifdef PL_HAVE_CHAT
+#include "chat/pl_chat.h"
+#endif
 
 #include <stdlib.h>
 
@@ -39,6 +42,10 @@ const pl_opt_table_t **pl_app_schema(void)
 #ifdef PL_HAVE_SIGNALING
     schema[n++] = &pl_store_options;    /* [store]: opened by the signaling module */
     schema[n++] = &pl_presence_options; /* [presence]: the signaling module's router */
+    schema[n++] = &pl_calls_options;    /* [calls]: its call signaling part */
+#endif
+#ifdef PL_HAVE_CHAT
+    schema[n++] = &pl_chat_options;     /* [chat]: a part of the signaling module */
 #endif
     for (size_t i = 0; i < pl_app_n_modules; i++)
         if (pl_app_modules[i]->options)

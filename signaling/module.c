@@ -19,10 +19,16 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#ifdef PL_HAVE_CHAT
+#include "chat/pl_chat.h"
+#endif
 
 static const pl_sig_part_t *const parts[] = {
     &pl_sig_accounts_part,
-    /* presence and call signaling join here */
+#ifdef PL_HAVE_CHAT
+    &pl_chat_part,          /* chat/: links into pl_signaling (chat/CMakeLists.txt) */
+#endif
+    &pl_sig_calls_part,     /* 1:1 call signaling (calls*.c); presence is ctx->router */
 };
 #define N_PARTS PL_ARRAY_LEN(parts)
 

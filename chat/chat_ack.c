@@ -1,0 +1,391 @@
+/* chat_ack.c: acknowledgements and receipts.
+ *
+ *   chat.ack {upto? | message_ids?}   -> chat.ack.result {acked}
+ *   chat.read {message_ids}           -> chat.read.result {read}
+ *   push chat.receipt {receipts: [{message_id, status, user, at, group_id?, all?}]}
+ *
+ * An acknowledgement deletes the device's own envelopes (a device can only name its
+ * own queue: the device id comes from the session, not the frame) in the same
+ * transaction that records "delivered" -- so an acknowledged envelope is never
+ * delivered again, and the ciphertext is gone once every device has it (the schema's
+ * trigger). The first device of a recipient to acknowledge makes the message
+ * "delivered" (two ticks); reading makes it "read", unless the reader or the sender
+ * switched read receipts off (direct messages only: groups always report reads, as
+ * WhatsApp does). Receipts go to every device of the sender, the sending one included.
+ *
+ * What it does not do: status queries (chat_query.c).
+ *
+ * Threading: handlers on the gateway thread; exec functions on the store thread. */
+#include "chat/chat_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Receipts collected during one exec, grouped by the sender they go to. */
+typedef struct receipts {
+    chat_map_t by_sender;           /* account id -> json array */
+} receipts_t;
+
+static void receipts_add(receipts_t *r, uint64_t sender, json_t *item)
+{
+    json_t *arr = chat_map_get(&r->by_sender, sender);
+    if (!arr) {
+        arr = json_array();
+        chat_map_put(&r->by_sender, sender, arr);
+    }
+    json_array_append_new(arr, item);
+}
+
+static void receipts_flush(chat_op_t *op, receipts_t *r)
+{
+    for (size_t i = 0; i < r->by_sender.cap; i++) {
+        if (!r->by_sender.keys[i])
+            continue;
+        json_t *f = json_pack("{s:s,s:o}", "type", "chat.receipt", "receipts",
+                              r->by_sender.vals[i]);
+        chat_push_account(op, r->by_sender.keys[i], 0, f);
+    }
+    chat_map_deinit(&r->by_sender);
+}
+
+static void receipts_drop(receipts_t *r)
+{
+    for (size_t i = 0; i < r->by_sender.cap; i++)
+        if (r->by_sender.keys[i])
+            json_decref(r->by_sender.vals[i]);
+    chat_map_deinit(&r->by_sender);
+}
+
+static json_t *receipt(chat_op_t *op, uint64_t message_id, const char *status,
+                       uint64_t group_id)
+{
+    json_t *o = json_pack("{s:I,s:s,s:s,s:I}", "message_id", (json_int_t)message_id,
+                          "status", status, "user", op->username, "at",
+                          (json_int_t)op->now_ms);
+    if (group_id)
+        json_object_set_new(o, "group_id", json_integer((json_int_t)group_id));
+    return o;
+}
+
+/* A group member's status moved (delivered or read): updates the message's counters
+ * and reports the member, plus "all" when every member got there. */
+static int group_progress(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint64_t id,
+                          bool read, bool was_delivered)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "UPDATE chat_messages SET undelivered = undelivered - ?2, unread = unread - ?3"
+        " WHERE id = ?1 RETURNING sender_id, group_id, undelivered, unread");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    sqlite3_bind_int(st, 2, was_delivered ? 0 : 1);
+    sqlite3_bind_int(st, 3, read ? 1 : 0);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return PL_ESTATE;
+    uint64_t sender = (uint64_t)sqlite3_column_int64(st, 0);
+    uint64_t group = (uint64_t)sqlite3_column_int64(st, 1);
+    int64_t left = sqlite3_column_int64(st, read ? 3 : 2);
+    sqlite3_step(st);               /* finish the statement (RETURNING) */
+    json_t *o = receipt(op, id, read ? "read" : "delivered", group);
+    if (left == 0)
+        json_object_set_new(o, "all", json_true());
+    receipts_add(r, sender, o);
+    return 0;
+}
+
+/* The recipient's first device has message id: records "delivered". */
+static int mark_delivered(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint64_t id)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "UPDATE chat_messages SET delivered_at = ?2 WHERE id = ?1 AND peer_id = ?3"
+        " AND delivered_at IS NULL RETURNING sender_id");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->now_ms);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)op->account_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0), receipt(op, id, "delivered", 0));
+        sqlite3_step(st);
+        return 0;
+    }
+    if (rc != SQLITE_DONE)
+        return PL_ESTATE;
+    st = pl_store_prepare(conn,
+        "UPDATE chat_group_status SET delivered_at = ?2 WHERE message_id = ?1"
+        " AND member_id = ?3 AND delivered_at IS NULL");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->now_ms);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)op->account_id);
+    if ((rc = pl_store_step_done(conn, st)) < 0)
+        return rc;
+    if (sqlite3_changes(pl_store_db(conn)) == 0)
+        return 0;                   /* an event, the sender's own, or already delivered */
+    return group_progress(op, conn, r, id, false, false);
+}
+
+/* ---- chat.ack ------------------------------------------------------------------------ */
+
+static int ack_deleted(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts_t *r,
+                       sqlite3_stmt *del)
+{
+    uint64_t ids[256];
+    int rc = SQLITE_ROW;
+    /* RETURNING rows are produced after the whole delete ran (sqlite.org/lang_returning),
+     * so reading them in chunks while updating other tables is safe. */
+    while (rc == SQLITE_ROW) {
+        size_t n = 0;
+        while (n < PL_ARRAY_LEN(ids) && (rc = sqlite3_step(del)) == SQLITE_ROW)
+            ids[n++] = (uint64_t)sqlite3_column_int64(del, 0);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return PL_ESTATE;
+        for (size_t i = 0; i < n; i++) {
+            op->u64[0]++;
+            if (d->queued > 0)
+                d->queued--;
+            if (ids[i] <= d->pushed_upto && d->inflight > 0)
+                d->inflight--;
+            int e = mark_delivered(op, conn, r, ids[i]);
+            if (e < 0)
+                return e;
+        }
+    }
+    return 0;
+}
+
+static int exec_ack(chat_op_t *op, pl_store_conn_t *conn)
+{
+    chat_dev_t *d = chat_mem_dev(op->chat->mem, op->device_id, true);
+    d->account_id = op->account_id;
+    receipts_t r;
+    chat_map_init(&r.by_sender);
+    json_t *upto = json_object_get(op->in, "upto");
+    int rc = 0;
+    if (upto) {
+        sqlite3_stmt *del = pl_store_prepare(conn,
+            "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id <= ?2"
+            " RETURNING message_id");
+        if (!del)
+            rc = PL_ESTATE;
+        else {
+            sqlite3_bind_int64(del, 1, (sqlite3_int64)op->device_id);
+            sqlite3_bind_int64(del, 2, (sqlite3_int64)json_integer_value(upto));
+            rc = ack_deleted(op, conn, d, &r, del);
+        }
+    }
+    for (size_t i = 0; rc >= 0 && i < op->n_envs; i++) {
+        sqlite3_stmt *del = pl_store_prepare(conn,
+            "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id = ?2"
+            " RETURNING message_id");
+        if (!del) {
+            rc = PL_ESTATE;
+            break;
+        }
+        sqlite3_bind_int64(del, 1, (sqlite3_int64)op->device_id);
+        sqlite3_bind_int64(del, 2, (sqlite3_int64)op->envs[i].device_id);
+        rc = ack_deleted(op, conn, d, &r, del);
+    }
+    if (rc >= 0)
+        rc = chat_deliver_page(op, conn, d);
+    if (rc < 0) {
+        receipts_drop(&r);
+        return rc;
+    }
+    pl_metric_add(op->chat->shard, op->chat->m.acked, op->u64[0]);
+    receipts_flush(op, &r);
+    return 0;
+}
+
+static void finish_ack(chat_op_t *op, json_t *f)
+{
+    json_object_set_new(f, "acked", json_integer((json_int_t)op->u64[0]));
+}
+
+/* Reads "message_ids" into op->envs[].device_id (reused as a plain id list). Returns
+ * 0, or -1 after replying. */
+static int parse_ids(pl_sig_req_t *req, chat_op_t *op, bool required)
+{
+    json_t *arr = json_object_get(req->frame, "message_ids");
+    if (!arr && !required)
+        return 0;
+    uint64_t *ids = NULL;
+    long n = arr ? chat_ids_from_json(arr, CHAT_IDS_MAX, &ids) : -1;
+    if (n < 0 || (required && n == 0)) {
+        chat_reply_bad_field(req, "field \"message_ids\": 1-%d message ids", CHAT_IDS_MAX);
+        return -1;
+    }
+    op->envs = pl_xcalloc((size_t)n + 1, sizeof(*op->envs));
+    op->n_envs = (size_t)n;
+    for (long i = 0; i < n; i++)
+        op->envs[i].device_id = ids[i];
+    free(ids);
+    return 0;
+}
+
+static void h_ack(pl_sig_req_t *req, void *arg)
+{
+    chat_op_t *op = chat_op_new(arg, req, exec_ack);
+    op->finish = finish_ack;
+    if (parse_ids(req, op, false) < 0) {
+        chat_op_free(op);
+        return;
+    }
+    if (!json_object_get(req->frame, "upto") && op->n_envs == 0) {
+        chat_reply_bad_field(req, "one of \"upto\" and \"message_ids\" is required");
+        chat_op_free(op);
+        return;
+    }
+    chat_op_submit(op);
+}
+
+/* ---- chat.read --------------------------------------------------------------------- */
+
+typedef struct read_target {
+    uint64_t id, sender, group;
+    bool delivered, read;
+} read_target_t;
+
+/* Whether the reader may mark id read; fills t. 1 yes, 0 no, < 0 error. */
+static int read_lookup(chat_op_t *op, pl_store_conn_t *conn, uint64_t id, read_target_t *t)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "SELECT m.sender_id, m.group_id, m.peer_id, m.delivered_at IS NOT NULL,"
+        " m.read_at IS NOT NULL, s.delivered_at IS NOT NULL, s.read_at IS NOT NULL,"
+        " s.member_id IS NOT NULL FROM chat_messages m LEFT JOIN chat_group_status s"
+        " ON s.message_id = m.id AND s.member_id = ?2 WHERE m.id = ?1 AND m.kind = 0");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->account_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return PL_ESTATE;
+    t->id = id;
+    t->sender = (uint64_t)sqlite3_column_int64(st, 0);
+    t->group = (uint64_t)sqlite3_column_int64(st, 1);
+    if (t->group) {
+        t->delivered = sqlite3_column_int(st, 5);
+        t->read = sqlite3_column_int(st, 6);
+        return sqlite3_column_int(st, 7);
+    }
+    t->delivered = sqlite3_column_int(st, 3);
+    t->read = sqlite3_column_int(st, 4);
+    return (uint64_t)sqlite3_column_int64(st, 2) == op->account_id;
+}
+
+static int read_direct(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r,
+                       const read_target_t *t, bool mine_on)
+{
+    int priv;
+    bool theirs_on = true;
+    uint64_t seen;
+    if (chat_sql_settings(conn, t->sender, &priv, &theirs_on, &seen) < 0)
+        return PL_ESTATE;
+    bool report = mine_on && theirs_on;
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "UPDATE chat_messages SET delivered_at = COALESCE(delivered_at, ?2),"
+        " read_at = CASE WHEN ?3 THEN ?2 ELSE read_at END WHERE id = ?1");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)t->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->now_ms);
+    sqlite3_bind_int(st, 3, report);
+    int rc = pl_store_step_done(conn, st);
+    if (rc < 0)
+        return rc;
+    if (report)
+        receipts_add(r, t->sender, receipt(op, t->id, "read", 0));
+    else if (!t->delivered)
+        receipts_add(r, t->sender, receipt(op, t->id, "delivered", 0));
+    return 0;
+}
+
+static int read_group(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r,
+                      const read_target_t *t)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "UPDATE chat_group_status SET delivered_at = COALESCE(delivered_at, ?3),"
+        " read_at = ?3 WHERE message_id = ?1 AND member_id = ?2");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)t->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->account_id);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)op->now_ms);
+    int rc = pl_store_step_done(conn, st);
+    return rc < 0 ? rc : group_progress(op, conn, r, t->id, true, t->delivered);
+}
+
+static int exec_read(chat_op_t *op, pl_store_conn_t *conn)
+{
+    read_target_t *t = pl_xcalloc(op->n_envs + 1, sizeof(*t));
+    int rc = 0, priv;
+    bool mine_on = true;
+    uint64_t seen;
+    /* All or nothing: check every id before changing anything. */
+    for (size_t i = 0; rc >= 0 && i < op->n_envs; i++) {
+        int ok = read_lookup(op, conn, op->envs[i].device_id, &t[i]);
+        if (ok < 0)
+            rc = ok;
+        else if (!ok) {
+            chat_op_fail(op, "not_found", "message %llu is not addressed to you",
+                         (unsigned long long)op->envs[i].device_id);
+            op->err_extra = json_pack("{s:I}", "message_id",
+                                      (json_int_t)op->envs[i].device_id);
+            free(t);
+            return 0;
+        }
+    }
+    if (rc >= 0)
+        rc = chat_sql_settings(conn, op->account_id, &priv, &mine_on, &seen);
+    receipts_t r;
+    chat_map_init(&r.by_sender);
+    for (size_t i = 0; rc >= 0 && i < op->n_envs; i++) {
+        if (t[i].read)
+            continue;
+        rc = t[i].group ? read_group(op, conn, &r, &t[i]) : read_direct(op, conn, &r, &t[i],
+                                                                          mine_on);
+        op->u64[0]++;
+    }
+    free(t);
+    if (rc < 0) {
+        receipts_drop(&r);
+        return rc;
+    }
+    receipts_flush(op, &r);
+    return 0;
+}
+
+static void finish_read(chat_op_t *op, json_t *f)
+{
+    json_object_set_new(f, "read", json_integer((json_int_t)op->u64[0]));
+}
+
+static void h_read(pl_sig_req_t *req, void *arg)
+{
+    chat_op_t *op = chat_op_new(arg, req, exec_read);
+    op->finish = finish_read;
+    if (parse_ids(req, op, true) < 0) {
+        chat_op_free(op);
+        return;
+    }
+    chat_op_submit(op);
+}
+
+static const pl_sig_field_t ack_fields[] = {
+    { "upto", PL_SIG_T_ID, false, 0, 0 },
+    { "message_ids", PL_SIG_T_ARRAY, false, 0, CHAT_IDS_MAX },
+};
+static const pl_sig_field_t read_fields[] = {
+    { "message_ids", PL_SIG_T_ARRAY, true, 0, CHAT_IDS_MAX },
+};
+
+const pl_sig_handler_t chat_ack_handlers[] = {
+    { "chat.ack", h_ack, true, ack_fields, PL_ARRAY_LEN(ack_fields) },
+    { "chat.read", h_read, true, read_fields, PL_ARRAY_LEN(read_fields) },
+};
+const size_t chat_ack_n_handlers = PL_ARRAY_LEN(chat_ack_handlers);

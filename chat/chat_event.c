@@ -1,0 +1,104 @@
+/* chat_event.c: durable server events -- group membership and info changes, identity
+ * key changes. An event is a chat_messages row of kind 1 whose body is the event's
+ * JSON object, queued for every device of the accounts concerned exactly like a
+ * message: in order with the messages around it, kept until each device acknowledges
+ * it, delivered to a device that was offline when it happened once it syncs.
+ *
+ * Event queues ignore [chat] queue_max: an event is small and a member who misses a
+ * membership change would encrypt for the wrong group.
+ *
+ * What it does not do: decide who is concerned (the caller does).
+ *
+ * Threading: the store thread. */
+#include "chat/chat_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Every (device, account) pair of the accounts, flattened. */
+static long devices_of(pl_store_conn_t *conn, const uint64_t *accounts, size_t n,
+                       uint64_t **out)
+{
+    size_t cnt = 0, cap = 16;
+    uint64_t *v = pl_xmalloc(cap * 2 * sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        uint64_t *devs = NULL;
+        long k = chat_sql_devices(conn, accounts[i], &devs);
+        if (k < 0) {
+            free(v);
+            return k;
+        }
+        for (long j = 0; j < k; j++) {
+            if (cnt == cap) {
+                cap *= 2;
+                v = pl_xrealloc(v, cap * 2 * sizeof(*v));
+            }
+            v[2 * cnt] = devs[j];
+            v[2 * cnt + 1] = accounts[i];
+            cnt++;
+        }
+        free(devs);
+    }
+    *out = v;
+    return (long)cnt;
+}
+
+static int insert_event(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
+                        const char *text, long n_devs, uint64_t *id)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "INSERT INTO chat_messages(kind, sender_id, sender_device, peer_id, group_id,"
+        " conv_a, conv_b, body, created_at, expires_at, pending) VALUES (1, ?1, ?2, 0, ?3,"
+        " 0, ?3, ?4, ?5, ?6, ?7)");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->account_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->device_id);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)group_id);
+    sqlite3_bind_text(st, 4, text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)op->now_ms);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)(op->now_ms + op->lim.ttl_ms));
+    sqlite3_bind_int64(st, 7, n_devs);
+    int rc = pl_store_step_done(conn, st);
+    *id = (uint64_t)sqlite3_last_insert_rowid(pl_store_db(conn));
+    return rc;
+}
+
+int chat_event_emit(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
+                    const uint64_t *accounts, size_t n_accounts, json_t *body_obj)
+{
+    uint64_t *devs = NULL, id = 0;
+    long n = devices_of(conn, accounts, n_accounts, &devs);
+    if (n < 0)
+        return (int)n;
+    char *text = json_dumps(body_obj, JSON_COMPACT);
+    int rc = insert_event(op, conn, group_id, text, n, &id);
+    sqlite3_stmt *st = NULL;
+    for (long i = 0; rc >= 0 && i < n; i++) {
+        st = pl_store_prepare(conn,
+            "INSERT INTO chat_envelopes(device_id, message_id, expires_at, ctype)"
+            " VALUES (?1, ?2, ?3, 0)");
+        if (!st) {
+            rc = PL_ESTATE;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)devs[2 * i]);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)(op->now_ms + op->lim.ttl_ms));
+        rc = pl_store_step_done(conn, st);
+    }
+    if (rc >= 0) {
+        chat_msgdata_t md = { .message_id = id, .from_id = op->account_id,
+                              .from_device = op->device_id, .group_id = group_id,
+                              .sent_at = op->now_ms, .event = true };
+        for (long i = 0; i < n; i++) {
+            chat_dev_t *d = chat_mem_dev(op->chat->mem, devs[2 * i], true);
+            d->account_id = devs[2 * i + 1];
+            chat_deliver_new(op, d, &md, text, NULL);
+        }
+        pl_metric_inc(op->chat->shard, op->chat->m.events);
+    }
+    free(text);
+    free(devs);
+    return rc;
+}

@@ -1,0 +1,220 @@
+/* chat_mem.c: chat's store-thread state: per device (its chat-synced connection on
+ * this node, delivery window, cached queue length, presence subscriptions) and per
+ * account (authenticated connections here, synced devices, presence watchers).
+ *
+ * It is a cache and a registry, never the truth about messages: queue lengths are
+ * re-read from the database on a miss, and chat_mem_reset forgets everything after a
+ * failed commit so nothing stale survives it.
+ *
+ * What it does not do: SQL, sending.
+ *
+ * Threading: the store thread only (no locks). */
+#include "chat/chat_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct chat_mem {
+    chat_map_t devs;                /* device id -> chat_dev_t */
+    chat_map_t accts;               /* account id -> chat_acct_t */
+    chat_map_t buckets;             /* rate key -> chat_bucket_t */
+};
+
+chat_mem_t *chat_mem_create(void)
+{
+    chat_mem_t *m = pl_xcalloc(1, sizeof(*m));
+    chat_map_init(&m->devs);
+    chat_map_init(&m->accts);
+    chat_map_init(&m->buckets);
+    return m;
+}
+
+static void dev_free(chat_dev_t *d)
+{
+    free(d->watch);
+    free(d);
+}
+
+static void acct_free(chat_acct_t *a)
+{
+    free(a->synced);
+    free(a->watchers);
+    free(a);
+}
+
+void chat_mem_destroy(chat_mem_t *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->devs.cap; i++)
+        if (m->devs.keys[i])
+            dev_free(m->devs.vals[i]);
+    for (size_t i = 0; i < m->accts.cap; i++)
+        if (m->accts.keys[i])
+            acct_free(m->accts.vals[i]);
+    for (size_t i = 0; i < m->buckets.cap; i++)
+        free(m->buckets.vals[i]);
+    chat_map_deinit(&m->devs);
+    chat_map_deinit(&m->accts);
+    chat_map_deinit(&m->buckets);
+    free(m);
+}
+
+chat_dev_t *chat_mem_dev(chat_mem_t *m, uint64_t device_id, bool create)
+{
+    chat_dev_t *d = chat_map_get(&m->devs, device_id);
+    if (d || !create)
+        return d;
+    d = pl_xcalloc(1, sizeof(*d));
+    d->device_id = device_id;
+    d->queued = -1;
+    chat_map_put(&m->devs, device_id, d);
+    return d;
+}
+
+chat_acct_t *chat_mem_acct(chat_mem_t *m, uint64_t account_id, bool create)
+{
+    chat_acct_t *a = chat_map_get(&m->accts, account_id);
+    if (a || !create)
+        return a;
+    a = pl_xcalloc(1, sizeof(*a));
+    a->account_id = account_id;
+    chat_map_put(&m->accts, account_id, a);
+    return a;
+}
+
+chat_bucket_t *chat_mem_bucket(chat_mem_t *m, uint64_t key)
+{
+    chat_bucket_t *b = chat_map_get(&m->buckets, key);
+    if (!b) {
+        b = pl_xcalloc(1, sizeof(*b));
+        chat_map_put(&m->buckets, key, b);
+    }
+    return b;
+}
+
+/* Small sets of ids kept as arrays: a user has a handful of devices. */
+static void ids_add(uint64_t **ids, uint32_t *n, uint32_t *cap, uint64_t id)
+{
+    for (uint32_t i = 0; i < *n; i++)
+        if ((*ids)[i] == id)
+            return;
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        *ids = pl_xrealloc(*ids, *cap * sizeof(**ids));
+    }
+    (*ids)[(*n)++] = id;
+}
+
+static void ids_remove(uint64_t *ids, uint32_t *n, uint64_t id)
+{
+    for (uint32_t i = 0; i < *n; i++) {
+        if (ids[i] == id) {
+            ids[i] = ids[--*n];
+            return;
+        }
+    }
+}
+
+void chat_mem_set_synced(chat_mem_t *m, chat_dev_t *d, uint64_t conn_id)
+{
+    PL_ASSERT(d->account_id != 0);
+    chat_acct_t *a = chat_mem_acct(m, d->account_id, true);
+    if (conn_id)
+        ids_add(&a->synced, &a->n_synced, &a->cap_synced, d->device_id);
+    else
+        ids_remove(a->synced, &a->n_synced, d->device_id);
+    d->conn_id = conn_id;
+    d->pushed_upto = 0;
+    d->inflight = 0;
+    d->paging = true;
+    d->empty_sent = false;
+}
+
+void chat_mem_unwatch_all(chat_mem_t *m, chat_dev_t *d)
+{
+    for (uint32_t i = 0; i < d->n_watch; i++) {
+        chat_acct_t *a = chat_mem_acct(m, d->watch[i], false);
+        if (a)
+            ids_remove(a->watchers, &a->n_watchers, d->device_id);
+    }
+    free(d->watch);
+    d->watch = NULL;
+    d->n_watch = 0;
+    d->watch_conn = 0;
+}
+
+void chat_mem_watch(chat_mem_t *m, chat_dev_t *d, uint64_t conn_id, const uint64_t *accounts,
+                    size_t n)
+{
+    chat_mem_unwatch_all(m, d);
+    d->watch_conn = conn_id;
+    if (!n)
+        return;
+    d->watch = pl_xmalloc(n * sizeof(*d->watch));
+    memcpy(d->watch, accounts, n * sizeof(*d->watch));
+    d->n_watch = (uint32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        chat_acct_t *a = chat_mem_acct(m, accounts[i], true);
+        ids_add(&a->watchers, &a->n_watchers, &a->cap_watchers, d->device_id);
+    }
+}
+
+void chat_mem_reset(chat_mem_t *m, void (*fn)(uint64_t conn_id, void *arg), void *arg)
+{
+    for (size_t i = 0; i < m->devs.cap; i++) {
+        if (!m->devs.keys[i])
+            continue;
+        chat_dev_t *d = m->devs.vals[i];
+        if (d->conn_id && fn)
+            fn(d->conn_id, arg);
+        if (d->watch_conn && d->watch_conn != d->conn_id && fn)
+            fn(d->watch_conn, arg);
+        chat_mem_unwatch_all(m, d);
+        if (d->conn_id)
+            chat_mem_set_synced(m, d, 0);
+        d->queued = -1;
+    }
+}
+
+void chat_mem_trim(chat_mem_t *m)
+{
+    for (size_t i = 0; i < m->devs.cap;) {
+        chat_dev_t *d = m->devs.keys[i] ? m->devs.vals[i] : NULL;
+        if (d && !d->conn_id && !d->watch_conn) {
+            chat_map_del(&m->devs, d->device_id);
+            dev_free(d);
+            continue;           /* the slot now holds a shifted entry (or is empty) */
+        }
+        i++;
+    }
+    for (size_t i = 0; i < m->accts.cap;) {
+        chat_acct_t *a = m->accts.keys[i] ? m->accts.vals[i] : NULL;
+        if (a && !a->n_conns && !a->n_synced && !a->n_watchers) {
+            chat_map_del(&m->accts, a->account_id);
+            acct_free(a);
+            continue;
+        }
+        i++;
+    }
+}
+
+/* Drops buckets idle for ten minutes: refilled long ago, they equal a new one as long
+ * as the configured rates refill a burst within that time. */
+void chat_mem_trim_buckets(chat_mem_t *m, uint64_t now_ms)
+{
+    for (size_t i = 0; i < m->buckets.cap;) {
+        chat_bucket_t *b = m->buckets.keys[i] ? m->buckets.vals[i] : NULL;
+        if (b && now_ms - b->last_ms > 600000) {
+            chat_map_del(&m->buckets, m->buckets.keys[i]);
+            free(b);
+            continue;
+        }
+        i++;
+    }
+}
+
+size_t chat_mem_devices(const chat_mem_t *m)
+{
+    return m->devs.count;
+}

@@ -1,0 +1,117 @@
+/* chat_schema.c: chat's tables (component "chat" in pl_schema_version).
+ *
+ *   chat_messages     one row per message or server event: metadata for lookups and
+ *                     status; `body` holds a group's single ciphertext (or an event's
+ *                     JSON) until every recipient device acknowledged it; `pending`
+ *                     counts the envelopes still queued.
+ *   chat_envelopes    the per-device queues, ordered by message id: a direct message's
+ *                     per-device ciphertext lives here and nowhere else, so deleting
+ *                     the envelope at the acknowledgement deletes the ciphertext.
+ *   chat_group_status per-member delivered/read of group messages.
+ *   chat_groups, chat_members, chat_contacts, chat_partners (who wrote to whom, for
+ *   identity-change announcements), chat_settings (privacy, read receipts, last
+ *   seen), chat_identity and chat_prekeys (the X3DH key directory, per device).
+ *
+ * A trigger keeps `pending` and the group body honest for every way an envelope
+ * leaves (acknowledged, expired, or its device deleted by the accounts part through
+ * the foreign key's cascade), so no code path can leave a ciphertext behind.
+ *
+ * The SQL stays portable to PostgreSQL except where noted (WITHOUT ROWID, the trigger
+ * syntax and AUTOINCREMENT have direct equivalents there).
+ *
+ * Threading: migrations run on the opener's thread before the store thread starts. */
+#include "chat/chat_int.h"
+
+static const pl_store_migration_t steps[] = {
+    { 1,
+      "CREATE TABLE chat_messages("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"     /* ids order every queue */
+      "  kind INTEGER NOT NULL,"                    /* 0 message, 1 event */
+      "  sender_id INTEGER NOT NULL,"
+      "  sender_device INTEGER NOT NULL,"
+      "  client_id TEXT,"
+      "  peer_id INTEGER NOT NULL DEFAULT 0,"       /* direct: the recipient account */
+      "  group_id INTEGER NOT NULL DEFAULT 0,"
+      "  conv_a INTEGER NOT NULL,"                  /* direct: min(account ids) */
+      "  conv_b INTEGER NOT NULL,"                  /* direct: max; group: 0, group id */
+      "  ctype INTEGER NOT NULL DEFAULT 0,"
+      "  body TEXT,"
+      "  created_at INTEGER NOT NULL,"
+      "  expires_at INTEGER NOT NULL,"
+      "  pending INTEGER NOT NULL DEFAULT 0,"
+      "  delivered_at INTEGER,"                     /* direct: first device acked */
+      "  read_at INTEGER,"
+      "  expired_at INTEGER,"
+      "  members INTEGER NOT NULL DEFAULT 0,"       /* group: recipients at send time */
+      "  undelivered INTEGER NOT NULL DEFAULT 0,"
+      "  unread INTEGER NOT NULL DEFAULT 0);"
+      "CREATE UNIQUE INDEX chat_messages_client ON chat_messages(sender_id, client_id);"
+      "CREATE INDEX chat_messages_conv ON chat_messages(conv_a, conv_b, id);"
+      "CREATE INDEX chat_messages_sender ON chat_messages(sender_id, id);"
+      "CREATE TABLE chat_envelopes("
+      "  device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
+      "  message_id INTEGER NOT NULL,"
+      "  expires_at INTEGER NOT NULL,"
+      "  ctype INTEGER NOT NULL,"
+      "  body TEXT,"                                /* NULL: the message's body */
+      "  PRIMARY KEY(device_id, message_id)) WITHOUT ROWID;"
+      "CREATE TRIGGER chat_envelope_gone AFTER DELETE ON chat_envelopes BEGIN"
+      "  UPDATE chat_messages SET pending = pending - 1,"
+      "    body = CASE WHEN pending <= 1 THEN NULL ELSE body END"
+      "  WHERE id = OLD.message_id;"
+      " END;"
+      "CREATE TABLE chat_group_status("
+      "  message_id INTEGER NOT NULL,"
+      "  member_id INTEGER NOT NULL,"
+      "  delivered_at INTEGER,"
+      "  read_at INTEGER,"
+      "  PRIMARY KEY(message_id, member_id)) WITHOUT ROWID;"
+      "CREATE TABLE chat_groups("
+      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+      "  name TEXT NOT NULL,"
+      "  description TEXT NOT NULL DEFAULT '',"
+      "  icon TEXT NOT NULL DEFAULT '',"
+      "  send_admins INTEGER NOT NULL DEFAULT 0,"   /* 1: only admins may send */
+      "  info_admins INTEGER NOT NULL DEFAULT 0,"   /* 1: only admins edit the info */
+      "  created_by INTEGER NOT NULL,"
+      "  created_at INTEGER NOT NULL,"
+      "  version INTEGER NOT NULL DEFAULT 1);"
+      "CREATE TABLE chat_members("
+      "  group_id INTEGER NOT NULL REFERENCES chat_groups(id) ON DELETE CASCADE,"
+      "  account_id INTEGER NOT NULL,"
+      "  admin INTEGER NOT NULL DEFAULT 0,"
+      "  joined_at INTEGER NOT NULL,"
+      "  PRIMARY KEY(group_id, account_id)) WITHOUT ROWID;"
+      "CREATE INDEX chat_members_by_account ON chat_members(account_id, group_id);"
+      "CREATE TABLE chat_contacts("
+      "  owner_id INTEGER NOT NULL,"
+      "  contact_id INTEGER NOT NULL,"
+      "  added_at INTEGER NOT NULL,"
+      "  PRIMARY KEY(owner_id, contact_id)) WITHOUT ROWID;"
+      "CREATE INDEX chat_contacts_rev ON chat_contacts(contact_id, owner_id);"
+      "CREATE TABLE chat_partners("
+      "  account_id INTEGER NOT NULL,"
+      "  partner_id INTEGER NOT NULL,"
+      "  PRIMARY KEY(account_id, partner_id)) WITHOUT ROWID;"
+      "CREATE TABLE chat_settings("
+      "  account_id INTEGER PRIMARY KEY,"
+      "  privacy INTEGER NOT NULL DEFAULT 0,"       /* 0 everyone, 1 contacts, 2 nobody */
+      "  read_receipts INTEGER NOT NULL DEFAULT 1,"
+      "  last_seen_at INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE chat_identity("
+      "  device_id INTEGER PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,"
+      "  account_id INTEGER NOT NULL,"
+      "  identity_key TEXT NOT NULL,"
+      "  spk_id INTEGER,"
+      "  spk_public TEXT,"
+      "  spk_signature TEXT,"
+      "  updated_at INTEGER NOT NULL,"
+      "  low_notified INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE chat_prekeys("
+      "  device_id INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,"
+      "  key_id INTEGER NOT NULL,"
+      "  public_key TEXT NOT NULL,"
+      "  PRIMARY KEY(device_id, key_id)) WITHOUT ROWID;" },
+};
+
+const pl_store_schema_t chat_schema = { "chat", steps, PL_ARRAY_LEN(steps) };
