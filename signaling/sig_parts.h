@@ -15,5 +15,6 @@
 #include "signaling/pl_sig_part.h"    /* pl_sig_ctx_t, pl_sig_part_t (public: chat/ is a part too) */
 
 extern const pl_sig_part_t pl_sig_accounts_part;
+extern const pl_sig_part_t pl_sig_calls_part;
 
 #endif
