@@ -147,8 +147,13 @@ static void forward(sfu_down_t *d, int layer, const pl_rtp_hdr_t *h, const uint8
     if (!d->active || d->sub->pc_state != PL_PC_CONNECTED)
         return;
     if (layer != d->cur_layer) {
-        if (layer != d->target_layer || (t->kind == PL_MEDIA_VIDEO && !fi->keyframe))
+        if (layer != d->target_layer)
             return;
+        if (t->kind == PL_MEDIA_VIDEO && !fi->keyframe) {
+            /* Waiting to start or switch: ask for the key frame (rate-limited). */
+            sfu_request_keyframe(t, layer, now_us / 1000, false);
+            return;
+        }
         if (d->cur_layer >= 0)
             pl_metric_inc(d->sub->ml->shard, ids(d->sub)->layer_switches);
         d->cur_layer = layer;

@@ -151,12 +151,59 @@ static bool mid_taken(const sfu_part_t *p, const char *mid)
     return false;
 }
 
-static const pl_sdp_codec_t *client_codec(const sfu_part_t *p, const sfu_track_t *t)
+static bool pt_used(const sfu_part_t *p, int pt)
+{
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < p->n_client_codecs[k]; i++)
+            if (p->client_codecs[k][i].pt == pt || p->client_codecs[k][i].rtx_pt == pt)
+                return true;
+    return false;
+}
+
+static uint8_t free_pt(const sfu_part_t *p, int want, int also_taken)
+{
+    if (want >= 96 && want <= 127 && !pt_used(p, want) && want != also_taken)
+        return (uint8_t)want;
+    for (int pt = 96; pt <= 127; pt++)
+        if (!pt_used(p, pt) && pt != also_taken)
+            return (uint8_t)pt;
+    for (int pt = 35; pt <= 63; pt++)
+        if (!pt_used(p, pt) && pt != also_taken)
+            return (uint8_t)pt;
+    return 0;
+}
+
+/* The client never said what it receives of this kind (it publishes none and offered
+ * no receive-only line): offer the publisher's format under payload types free in the
+ * client's numbering, and the mid/abs-send-time ids it used for the other kind. The
+ * client's answer accepts or rejects it. */
+static const pl_sdp_codec_t *synth_codec(sfu_part_t *p, const sfu_track_t *t)
+{
+    int k = t->kind;
+    if (p->n_client_codecs[k] >= PL_SDP_MAX_CODECS)
+        return NULL;
+    pl_sdp_codec_t c = t->codec;
+    c.fb = k == PL_MEDIA_VIDEO ? FB_MASK : 0;
+    c.pt = free_pt(p, t->codec.pt, -1);
+    c.rtx_pt = k == PL_MEDIA_VIDEO ? free_pt(p, t->codec.pt + 1, c.pt) : 0;
+    if (!c.pt)
+        return NULL;
+    if (p->n_client_exts[k] == 0)
+        for (size_t i = 0; i < p->n_client_exts[1 - k]; i++) {
+            pl_rtp_ext_kind_t e = p->client_exts[1 - k][i].kind;
+            if (e == PL_EXT_MID || e == PL_EXT_ABS_SEND_TIME)
+                p->client_exts[k][p->n_client_exts[k]++] = p->client_exts[1 - k][i];
+        }
+    p->client_codecs[k][p->n_client_codecs[k]] = c;
+    return &p->client_codecs[k][p->n_client_codecs[k]++];
+}
+
+static const pl_sdp_codec_t *client_codec(sfu_part_t *p, const sfu_track_t *t)
 {
     for (size_t i = 0; i < p->n_client_codecs[t->kind]; i++)
         if (pl_sdp_codec_same(&p->client_codecs[t->kind][i], &t->codec))
             return &p->client_codecs[t->kind][i];
-    return NULL;
+    return p->n_client_codecs[t->kind] == 0 ? synth_codec(p, t) : NULL;
 }
 
 static sfu_mline_t *free_sub_line(sfu_part_t *p, pl_media_kind_t kind)

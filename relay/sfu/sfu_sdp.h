@@ -104,8 +104,9 @@ typedef struct pl_sdp_out_media {
     const pl_sdp_codec_t *codec;        /* one primary codec (with rtx_pt and fb) */
     const pl_sdp_ext_t *exts;
     size_t n_exts;
-    const char *const *rids;            /* receive rids + a=simulcast:recv */
+    const char *const *rids;            /* rids + a=simulcast (recv, or send if rids_send) */
     size_t n_rids;
+    bool rids_send;
     uint32_t ssrc, rtx_ssrc;            /* 0: none (receive-only line) */
     const char *cname, *msid_stream, *msid_track;
 } pl_sdp_out_media_t;

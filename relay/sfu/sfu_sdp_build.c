@@ -93,10 +93,12 @@ static void add_send_ssrcs(GstSDPMedia *m, const pl_sdp_out_media_t *om)
 
 static void add_rids(GstSDPMedia *m, const pl_sdp_out_media_t *om)
 {
-    GString *sim = g_string_new("recv ");
+    const char *dir = om->rids_send ? "send" : "recv";
+    GString *sim = g_string_new(dir);
+    g_string_append_c(sim, ' ');
     char v[64];
     for (size_t i = 0; i < om->n_rids; i++) {
-        g_snprintf(v, sizeof(v), "%s recv", om->rids[i]);
+        g_snprintf(v, sizeof(v), "%s %s", om->rids[i], dir);
         gst_sdp_media_add_attribute(m, "rid", v);
         g_string_append_printf(sim, "%s%s", i ? ";" : "", om->rids[i]);
     }
