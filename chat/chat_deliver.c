@@ -4,8 +4,8 @@
  * A device is "synced" on a connection after chat.sync. From then on, each device has
  * one delivery cursor (pushed_upto) and a count of pushed-but-unacknowledged
  * envelopes (inflight). While the backlog lasts the device is "paging": envelopes are
- * read from its queue a page at a time, the next page when acknowledgements have made
- * room in the window; when a page comes back short the backlog is over, chat.queue_empty
+ * read from its queue to fill the window, again whenever acknowledgements have made
+ * room for at least a page; when a page comes back short the backlog is over, chat.queue_empty
  * is pushed once, and new messages are pushed live as they commit. A device that lets
  * its window fill up (not acknowledging) drops back to paging, so a slow client never
  * has more than `window` envelopes in flight and never overflows its send queue.
@@ -88,10 +88,11 @@ static void row_to_md(sqlite3_stmt *st, chat_msgdata_t *md)
 
 int chat_deliver_page(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d)
 {
-    uint32_t window = op->lim.window, page = op->lim.page;
-    if (!d->conn_id || !d->paging || d->inflight + PL_MIN(page, window) > window)
+    uint32_t window = op->lim.window, page = PL_MIN(op->lim.page, op->lim.window);
+    /* Read when at least a page fits, then fill the window: fewer, larger reads. */
+    if (!d->conn_id || !d->paging || d->inflight + page > window)
         return 0;
-    uint32_t want = PL_MIN(page, window - d->inflight);
+    uint32_t want = window - d->inflight;
     sqlite3_stmt *st = pl_store_prepare(conn,
         "SELECT e.message_id, e.ctype, COALESCE(e.body, m.body), m.kind, m.sender_id,"
         " m.sender_device, m.group_id, m.client_id, m.created_at, a.username"

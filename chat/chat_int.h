@@ -150,9 +150,12 @@ int chat_op_fail(chat_op_t *op, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The reply's members object (created on first use). Store thread. */
 json_t *chat_op_result(chat_op_t *op);
-/* Replies to a handler's request right away with a validation error. */
+/* Replies to a handler's request right away with a validation error (bad_field, which
+ * counts towards the connection's abuse limit). */
 void chat_reply_bad_field(pl_sig_req_t *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Replies right away with a chat error code (payload_too_large, not_found...). */
+void chat_reply_error(pl_sig_req_t *req, const char *code, const char *message);
 
 /* ---- pushes ---------------------------------------------------------------------- */
 

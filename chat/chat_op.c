@@ -100,6 +100,16 @@ void chat_reply_bad_field(pl_sig_req_t *req, const char *fmt, ...)
     pl_sig_reply_error(req, "bad_field", msg);
 }
 
+void chat_reply_error(pl_sig_req_t *req, const char *code, const char *message)
+{
+    /* Built here rather than with pl_sig_reply_error, which only knows the gateway's
+     * own codes. */
+    json_t *f = json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", message);
+    if (req->id)
+        json_object_set(f, "id", req->id);
+    pl_sig_send(req->gw, req->conn_id, f);
+}
+
 void chat_op_submit(chat_op_t *op)
 {
     pl_store_submit(op->chat->store, &op->req);

@@ -1,9 +1,10 @@
 /* chat_schema.c: chat's tables (component "chat" in pl_schema_version).
  *
  *   chat_messages     one row per message or server event: metadata for lookups and
- *                     status; `body` holds a group's single ciphertext (or an event's
- *                     JSON) until every recipient device acknowledged it; `pending`
- *                     counts the envelopes still queued.
+ *                     status; `body` holds a group's single ciphertext until every
+ *                     recipient device acknowledged it (an event's JSON, which is
+ *                     server metadata, stays for the history); `pending` counts the
+ *                     envelopes still queued.
  *   chat_envelopes    the per-device queues, ordered by message id: a direct message's
  *                     per-device ciphertext lives here and nowhere else, so deleting
  *                     the envelope at the acknowledgement deletes the ciphertext.
@@ -57,7 +58,7 @@ static const pl_store_migration_t steps[] = {
       "  PRIMARY KEY(device_id, message_id)) WITHOUT ROWID;"
       "CREATE TRIGGER chat_envelope_gone AFTER DELETE ON chat_envelopes BEGIN"
       "  UPDATE chat_messages SET pending = pending - 1,"
-      "    body = CASE WHEN pending <= 1 THEN NULL ELSE body END"
+      "    body = CASE WHEN pending <= 1 AND kind = 0 THEN NULL ELSE body END"
       "  WHERE id = OLD.message_id;"
       " END;"
       "CREATE TABLE chat_group_status("

@@ -379,7 +379,7 @@ static int parse_envelopes(pl_sig_req_t *req, chat_op_t *op, const json_t *arr)
                                         "0-255, body}", i), -1;
         size_t len = json_string_length(body);
         if (len > op->lim.max_payload)
-            return pl_sig_reply_error(req, "payload_too_large", "an envelope's body is larger "
+            return chat_reply_error(req, "payload_too_large", "an envelope's body is larger "
                                       "than [chat] max_payload"), -1;
         if (!chat_b64_ok(json_string_value(body), len))
             return chat_reply_bad_field(req, "envelopes[%zu].body: not base64", i), -1;
@@ -410,7 +410,7 @@ static void h_send(pl_sig_req_t *req, void *arg)
     op->finish = finish_send;
     if (to) {
         if (!chat_username_norm(json_string_value(to), name)) {
-            pl_sig_reply_error(req, "not_found", "no such user");
+            chat_reply_error(req, "not_found", "no such user");
             chat_op_free(op);
             return;
         }
@@ -424,7 +424,7 @@ static void h_send(pl_sig_req_t *req, void *arg)
             !chat_b64_ok(json_string_value(body), json_string_length(body)) ?
             "field \"body\": not base64" : NULL;
         if (json_is_string(body) && json_string_length(body) > op->lim.max_payload) {
-            pl_sig_reply_error(req, "payload_too_large", "body is larger than [chat] max_payload");
+            chat_reply_error(req, "payload_too_large", "body is larger than [chat] max_payload");
             chat_op_free(op);
             return;
         }
