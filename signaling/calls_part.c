@@ -17,7 +17,7 @@
 static const pl_opt_def_t calls_defs[] = {
     { "calls", "enabled", PL_OPT_BOOL, "true", 0, 0, NULL, 0,
       "1:1 call signaling (call.* frames) on the signaling gateway" },
-    { "calls", "ring_timeout", PL_OPT_DURATION, "45s", 5 * SEC, 600 * SEC, NULL, R,
+    { "calls", "ring_timeout", PL_OPT_DURATION, "45s", 1 * SEC, 600 * SEC, NULL, R,
       "an unanswered call is missed after this long" },
     { "calls", "max_calls", PL_OPT_INT, "100000", 1, 10000000, NULL, R,
       "calls homed on this node (placed by its users) at once" },
