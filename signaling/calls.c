@@ -319,14 +319,16 @@ static void on_accept(pl_calls_t *c, pl_call_t *call, pl_rtr_rq_t *rq)
     double setup_s = (double)(pl_now_mono_us() - call->invited_us) / 1e6;
     pl_metric_inc(c->r->shard, c->m.answered);
     pl_metric_observe(c->r->shard, c->m.setup, setup_s);
+    /* The reply frees rq: everything below uses the call's copy of the party. */
     pl_rtr_rq_reply(c->r, rq, json_pack("{s:s,s:o}", "call_id", call->id, "ice_servers",
                                         pl_calls_ice_servers(c->ice, call->callee_account)));
     push(c, &call->caller, "call.accepted",
-         json_pack("{s:s,s:I}", "call_id", call->id, "device_id", (json_int_t)rq->device_id));
-    push_callee_devices(c, call, rq->device_id, "call.answered_elsewhere",
+         json_pack("{s:s,s:I}", "call_id", call->id, "device_id",
+                   (json_int_t)call->callee.device_id));
+    push_callee_devices(c, call, call->callee.device_id, "call.answered_elsewhere",
                         json_pack("{s:s,s:s}", "call_id", call->id, "answer", "accepted"));
     pl_log_info("calls.answered", "call=%s device=%llu setup_ms=%.0f", call->id,
-                (unsigned long long)rq->device_id, setup_s * 1000);
+                (unsigned long long)call->callee.device_id, setup_s * 1000);
 }
 
 static void on_reject(pl_calls_t *c, pl_call_t *call, pl_rtr_rq_t *rq)
@@ -335,9 +337,10 @@ static void on_reject(pl_calls_t *c, pl_call_t *call, pl_rtr_rq_t *rq)
         pl_rtr_rq_error(c->r, rq, "bad_state", "the call was already answered");
         return;
     }
-    pl_rtr_rq_reply(c->r, rq, call_ref(call));
+    uint64_t by_device = rq->device_id;
+    pl_rtr_rq_reply(c->r, rq, call_ref(call));      /* frees rq */
     push(c, &call->caller, "call.rejected", call_ref(call));
-    push_callee_devices(c, call, rq->device_id, "call.answered_elsewhere",
+    push_callee_devices(c, call, by_device, "call.answered_elsewhere",
                         json_pack("{s:s,s:s}", "call_id", call->id, "answer", "rejected"));
     pl_metric_inc(c->r->shard, c->m.rejected);
     pl_log_info("calls.rejected", "call=%s", call->id);
@@ -383,8 +386,9 @@ static void on_hangup(pl_calls_t *c, pl_call_t *call, pl_rtr_rq_t *rq)
             on_reject(c, call, rq);
         return;
     }
-    pl_rtr_rq_reply(c->r, rq, call_ref(call));
-    hang_up(c, call, is_caller(call, rq), "hangup");
+    bool by_caller = is_caller(call, rq);
+    pl_rtr_rq_reply(c->r, rq, call_ref(call));      /* frees rq */
+    hang_up(c, call, by_caller, "hangup");
 }
 
 static void on_leave(pl_calls_t *c, pl_call_t *call, pl_rtr_rq_t *rq)
