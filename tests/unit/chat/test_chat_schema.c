@@ -1,0 +1,98 @@
+/* test_chat_schema.c: chat's schema on a real SQLite database (with stand-ins for the
+ * accounts part's tables): the migration applies; the envelope trigger keeps
+ * `pending` and drops a group ciphertext exactly when the last envelope leaves --
+ * whether acknowledged, expired or cascaded away with its device -- but keeps an
+ * event's metadata; client ids are unique per sender only. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "chat/chat_int.h"
+
+#include <string.h>
+
+static sqlite3 *open_db(void)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+        "PRAGMA foreign_keys=ON;"
+        "CREATE TABLE accounts(id INTEGER PRIMARY KEY, username TEXT);"
+        "CREATE TABLE devices(id INTEGER PRIMARY KEY, account_id INTEGER);"
+        "INSERT INTO accounts VALUES (1,'a'),(2,'b');"
+        "INSERT INTO devices VALUES (10,1),(20,2),(21,2);", NULL, NULL, NULL), SQLITE_OK);
+    for (size_t i = 0; i < chat_schema.n_steps; i++)
+        assert_int_equal(sqlite3_exec(db, chat_schema.steps[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    return db;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, err);
+}
+
+static sqlite3_int64 one(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    sqlite3_int64 v = sqlite3_column_type(st, 0) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void test_group_body_lifetime(void **state)
+{
+    (void)state;
+    sqlite3 *db = open_db();
+    exec_ok(db, "INSERT INTO chat_messages(id, kind, sender_id, sender_device, client_id,"
+                " group_id, conv_a, conv_b, body, created_at, expires_at, pending)"
+                " VALUES (1, 0, 1, 10, 'g', 5, 0, 5, 'CIPHERTEXT', 0, 100, 3);"
+                "INSERT INTO chat_envelopes VALUES (10, 1, 100, 0, NULL), (20, 1, 100, 0, NULL),"
+                " (21, 1, 100, 0, NULL);");
+    exec_ok(db, "DELETE FROM chat_envelopes WHERE device_id = 20 AND message_id = 1");  /* ack */
+    assert_int_equal(one(db, "SELECT pending FROM chat_messages WHERE id = 1"), 2);
+    assert_int_equal(one(db, "SELECT body IS NOT NULL FROM chat_messages WHERE id = 1"), 1);
+    exec_ok(db, "DELETE FROM devices WHERE id = 21");                 /* cascade */
+    assert_int_equal(one(db, "SELECT pending FROM chat_messages WHERE id = 1"), 1);
+    assert_int_equal(one(db, "SELECT body IS NOT NULL FROM chat_messages WHERE id = 1"), 1);
+    exec_ok(db, "DELETE FROM chat_envelopes WHERE device_id = 10");   /* expiry */
+    assert_int_equal(one(db, "SELECT pending FROM chat_messages WHERE id = 1"), 0);
+    assert_int_equal(one(db, "SELECT body FROM chat_messages WHERE id = 1"), -1);   /* NULL */
+    sqlite3_close(db);
+}
+
+static void test_event_kept_and_client_ids(void **state)
+{
+    (void)state;
+    sqlite3 *db = open_db();
+    exec_ok(db, "INSERT INTO chat_messages(id, kind, sender_id, sender_device, group_id,"
+                " conv_a, conv_b, body, created_at, expires_at, pending)"
+                " VALUES (2, 1, 1, 10, 5, 0, 5, '{\"event\":\"x\"}', 0, 100, 1);"
+                "INSERT INTO chat_envelopes VALUES (20, 2, 100, 0, NULL);"
+                "DELETE FROM chat_envelopes;");
+    assert_int_equal(one(db, "SELECT length(body) FROM chat_messages WHERE id = 2"), 13);
+    exec_ok(db, "INSERT INTO chat_messages(kind, sender_id, sender_device, client_id, conv_a,"
+                " conv_b, created_at, expires_at) VALUES (0, 1, 10, 'same', 1, 2, 0, 1),"
+                " (0, 2, 20, 'same', 1, 2, 0, 1);");
+    assert_int_not_equal(sqlite3_exec(db, "INSERT INTO chat_messages(kind, sender_id,"
+        " sender_device, client_id, conv_a, conv_b, created_at, expires_at)"
+        " VALUES (0, 1, 10, 'same', 1, 2, 0, 1)", NULL, NULL, NULL), SQLITE_OK);
+    /* An envelope for a device that does not exist is refused (foreign key). */
+    assert_int_not_equal(sqlite3_exec(db, "INSERT INTO chat_envelopes VALUES (99, 2, 1, 0, 'x')",
+                                      NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_group_body_lifetime),
+        cmocka_unit_test(test_event_kept_and_client_ids),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
