@@ -251,7 +251,8 @@ static int create_context(pl_sig_thread_t *t)
     bool tls = gw->opts.tls_cert && gw->opts.tls_cert[0];
     struct lws_context_creation_info ci;
     memset(&ci, 0, sizeof(ci));
-    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+    /* VALIDATE_UTF8 here too: lws 4.1 looks for it in the context's options. */
+    ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                  (tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
     ci.user = t;
     ci.count_threads = 1;
@@ -269,8 +270,12 @@ static int create_context(pl_sig_thread_t *t)
         return -ENOMEM;
     int rc = -ENOMEM;
     t->vh_plain = make_vhost(t, false);
-    if (!t->vh_plain || (tls && !(t->vh_tls = make_vhost(t, true))))
+    if (!t->vh_plain)
         goto fail;
+    if (tls && !(t->vh_tls = make_vhost(t, true))) {
+        rc = PL_ECONFIG;            /* lws logged why: unreadable or mismatched PEM */
+        goto fail;
+    }
     if ((rc = adopt_listener(t->vh_plain, gw->listen_fd)) < 0 ||
         (tls && (rc = adopt_listener(t->vh_tls, gw->tls_listen_fd)) < 0))
         goto fail;

@@ -421,6 +421,14 @@ describe('signaling', () => {
       c.close();
     });
 
+    test('a text frame that is not UTF-8 closes with 1007', async () => {
+      const u = await register(d);
+      const c = await Client.open(d);
+      await c.auth(u.token);
+      c.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
+      assert.equal((await c.closedWithin()).code, 1007);
+    });
+
     test('an oversized frame closes with 1009', async () => {
       const u = await register(d);
       const c = await Client.open(d);
