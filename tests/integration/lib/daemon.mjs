@@ -57,7 +57,10 @@ export class Daemon {
     this.adminPort = await freePort();
     this.configPath = join(this.dir, 'parley.ini');
     writeFileSync(this.configPath, ini);
-    const args = ['--config', this.configPath, '--set', `admin.listen=127.0.0.1:${this.adminPort}`];
+    // Every listener on a free port: a test never depends on a default port being free
+    // (the caller's sets come later and win).
+    const args = ['--config', this.configPath, '--set', `admin.listen=127.0.0.1:${this.adminPort}`,
+      '--set', 'signaling.listen=127.0.0.1:0'];
     for (const s of sets) args.push('--set', s);
     this.logText = '';
     this.proc = spawn(PARLEYD, args, { cwd: this.dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
