@@ -226,8 +226,10 @@ static struct lws_vhost *make_vhost(pl_sig_thread_t *t, bool tls)
     vi.keepalive_timeout = 5;
     vi.timeout_secs = 10;
     if (tls) {
-        /* lws 4.1 reads this flag from the vhost's info too, else no SSL_CTX. */
-        vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        /* lws 4.1 reads this flag from the vhost's info too, else no SSL_CTX. The OS
+         * CA store is for verifying peers, which a server without client certificates
+         * never does: not loading it saves ~400 KB per thread. */
+        vi.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
         vi.ssl_cert_filepath = gw->opts.tls_cert;
         vi.ssl_private_key_filepath = gw->opts.tls_key;
     }
@@ -251,9 +253,12 @@ static int create_context(pl_sig_thread_t *t)
     bool tls = gw->opts.tls_cert && gw->opts.tls_cert[0];
     struct lws_context_creation_info ci;
     memset(&ci, 0, sizeof(ci));
-    /* VALIDATE_UTF8 here too: lws 4.1 looks for it in the context's options. */
+    /* VALIDATE_UTF8 here too: lws 4.1 looks for it in the context's options. The
+     * OpenSSL global init/deinit belongs to one context only, thread 0's, which
+     * pl_sig_gateway_stop destroys last: with it on every context, the first one
+     * destroyed deinitialises OpenSSL under the others' SSL_CTXs (they then leak). */
     ci.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                 (tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
+                 (tls && t->index == 0 ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
     ci.user = t;
     ci.count_threads = 1;
     /* fd_limit_per_thread stays 0: lws then sizes its fd lookup table by the process
@@ -397,29 +402,33 @@ size_t pl_sig_gateway_conn_count(pl_sig_gateway_t *gw)
     return n;
 }
 
-void pl_sig_gateway_stop(pl_sig_gateway_t *gw)
+static void stop_thread(pl_sig_thread_t *t)
 {
-    for (unsigned i = 0; i < gw->n_threads; i++) {
-        pl_sig_thread_t *t = &gw->threads[i];
-        if (!t->started)
-            continue;
+    if (t->started) {
         atomic_store(&t->quit, true);
         pthread_mutex_lock(&t->lock);
         if (!atomic_load(&t->dead) && t->ctx)
             lws_cancel_service(t->ctx);
         pthread_mutex_unlock(&t->lock);
-    }
-    for (unsigned i = 0; i < gw->n_threads; i++) {
-        pl_sig_thread_t *t = &gw->threads[i];
-        if (t->started)
-            pthread_join(t->tid, NULL);
+        pthread_join(t->tid, NULL);
         t->started = false;
-        if (t->ctx) {                   /* created but never serviced (start failed) */
-            lws_context_destroy(t->ctx);
-            t->ctx = NULL;
-        }
-        atomic_store(&t->dead, true);
     }
+    if (t->ctx) {                       /* created but never serviced (start failed) */
+        lws_context_destroy(t->ctx);
+        t->ctx = NULL;
+    }
+    atomic_store(&t->dead, true);
+}
+
+void pl_sig_gateway_stop(pl_sig_gateway_t *gw)
+{
+    /* Thread 0 last: its context owns the TLS library's global state (see
+     * create_context). The others stop in parallel. */
+    for (unsigned i = 1; i < gw->n_threads; i++)
+        if (gw->threads[i].started)
+            atomic_store(&gw->threads[i].quit, true);
+    for (unsigned i = gw->n_threads; i-- > 0;)
+        stop_thread(&gw->threads[i]);
 }
 
 void pl_sig_gateway_destroy(pl_sig_gateway_t *gw)

@@ -31,9 +31,8 @@ async function startSignaling(sets = []) {
 // Stops parleyd and checks it exited 0 (a sanitizer report or a crash fails the suite).
 async function stopClean(d) {
   if (!d) return;
-  const log = d.logText;
   const { code, signal } = await d.stop();
-  assert.equal(code, 0, `parleyd exited ${code ?? signal}; log:\n${log.slice(-4000)}`);
+  assert.equal(code, 0, `parleyd exited ${code ?? signal}; log:\n${d.logText.slice(-6000)}`);
 }
 
 async function api(d, method, path, { body, token, raw } = {}) {
