@@ -1,6 +1,6 @@
 /* chat_ack.c: acknowledgements and receipts.
  *
- *   chat.ack {upto? | message_ids?}   -> chat.ack.result {acked}
+ *   chat.ack {upto? | message_ids?}   -> chat.ack.result {acked} (only with an "id")
  *   chat.read {message_ids}           -> chat.read.result {read}
  *   push chat.receipt {receipts: [{message_id, status, user, at, group_id?, all?}]}
  *
@@ -93,12 +93,15 @@ static int group_progress(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, u
     return 0;
 }
 
-/* The recipient's first device has message id: records "delivered". */
-static int mark_delivered(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint64_t id)
+/* An envelope of message id left this device's queue by acknowledgement: one fewer
+ * pending (a group's ciphertext goes with the last), and "delivered" when this is the
+ * recipient's (or group member's) first device. The common case -- a direct message's
+ * first device -- is one statement. */
+static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint64_t id)
 {
     sqlite3_stmt *st = pl_store_prepare(conn,
-        "UPDATE chat_messages SET delivered_at = ?2 WHERE id = ?1 AND peer_id = ?3"
-        " AND delivered_at IS NULL RETURNING sender_id");
+        "UPDATE chat_messages SET pending = pending - 1, delivered_at = ?2 WHERE id = ?1"
+        " AND peer_id = ?3 AND delivered_at IS NULL RETURNING sender_id");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
@@ -122,9 +125,25 @@ static int mark_delivered(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, u
     sqlite3_bind_int64(st, 3, (sqlite3_int64)op->account_id);
     if ((rc = pl_store_step_done(conn, st)) < 0)
         return rc;
-    if (sqlite3_changes(pl_store_db(conn)) == 0)
-        return 0;                   /* an event, the sender's own, or already delivered */
-    return group_progress(op, conn, r, id, false, false);
+    int first = sqlite3_changes(pl_store_db(conn)) > 0;
+    st = pl_store_prepare(conn,
+        "UPDATE chat_messages SET pending = pending - 1, undelivered = undelivered - ?2,"
+        " body = CASE WHEN pending <= 1 AND kind = 0 THEN NULL ELSE body END"
+        " WHERE id = ?1 RETURNING sender_id, group_id, undelivered");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    sqlite3_bind_int(st, 2, first);
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+        return rc == SQLITE_DONE ? 0 : PL_ESTATE;
+    if (first) {        /* a group member's first device (events have no statuses) */
+        json_t *o = receipt(op, id, "delivered", (uint64_t)sqlite3_column_int64(st, 1));
+        if (sqlite3_column_int64(st, 2) == 0)
+            json_object_set_new(o, "all", json_true());
+        receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0), o);
+    }
+    sqlite3_step(st);
+    return 0;
 }
 
 /* ---- chat.ack ------------------------------------------------------------------------ */
@@ -148,7 +167,7 @@ static int ack_deleted(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, rece
                 d->queued--;
             if (ids[i] <= d->pushed_upto && d->inflight > 0)
                 d->inflight--;
-            int e = mark_delivered(op, conn, r, ids[i]);
+            int e = settle_ack(op, conn, r, ids[i]);
             if (e < 0)
                 return e;
         }
@@ -229,6 +248,9 @@ static void h_ack(pl_sig_req_t *req, void *arg)
 {
     chat_op_t *op = chat_op_new(arg, req, exec_ack);
     op->finish = finish_ack;
+    /* Without an id an acknowledgement is fire-and-forget: a busy client saves a frame
+     * per ack (docs/PROTOCOL.md); with one, the result says it is committed. */
+    op->quiet = req->id == NULL;
     if (parse_ids(req, op, false) < 0) {
         chat_op_free(op);
         return;

@@ -111,6 +111,7 @@ struct chat_op {
     chat_finish_fn finish;
     /* the requester; conn_id 0 = internal op without a reply */
     uint64_t conn_id;
+    bool quiet;                     /* no reply (a chat.ack without an id) */
     unsigned thread;
     uint64_t account_id;
     uint64_t device_id;
@@ -249,6 +250,11 @@ void chat_mem_unwatch_all(chat_mem_t *m, chat_dev_t *d);
 /* Forgets every cached queue length and every device's delivery state (after a failed
  * commit): calls fn for each synced connection first. */
 void chat_mem_reset(chat_mem_t *m, void (*fn)(uint64_t conn_id, void *arg), void *arg);
+/* The cached account id of a normalized username, or 0 (then ask the database). */
+uint64_t chat_mem_name_get(const chat_mem_t *m, const char *name);
+void chat_mem_name_put(chat_mem_t *m, const char *name, uint64_t account_id);
+/* Whether (a, b) was seen before; remembers it. A bounded cache: false may repeat. */
+bool chat_mem_pair_seen(chat_mem_t *m, uint64_t a, uint64_t b);
 /* The rate bucket under key (created full on first use). */
 chat_bucket_t *chat_mem_bucket(chat_mem_t *m, uint64_t key);
 /* Drops entries that carry nothing (offline, unknown queue length, full buckets). */
@@ -353,6 +359,8 @@ int chat_event_emit(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
 /* chat_sql.c (store thread): small shared queries. */
 /* Account id of a normalized username, or 0 (or negative on error). */
 int64_t chat_sql_account(pl_store_conn_t *conn, const char *username);
+/* The same through the store-thread cache of names. */
+int64_t chat_lookup_account(chat_op_t *op, pl_store_conn_t *conn, const char *username);
 /* Username of an account into out (empty when unknown). */
 int chat_sql_username(pl_store_conn_t *conn, uint64_t account_id, char out[CHAT_USERNAME_MAX + 1]);
 /* The devices of an account, ascending. *out owned. Returns count or negative. */

@@ -11,6 +11,7 @@
  * Threading: the store thread only (no locks). */
 #include "chat/chat_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,22 @@ struct chat_mem {
     chat_map_t devs;                /* device id -> chat_dev_t */
     chat_map_t accts;               /* account id -> chat_acct_t */
     chat_map_t buckets;             /* rate key -> chat_bucket_t */
+    chat_map_t names;               /* hash of a username -> name_entry_t */
+    chat_map_t pairs;               /* hash of (a, b) -> pair_entry_t */
 };
+
+/* Usernames never change and accounts are not deleted, so a resolved name stays true. */
+typedef struct name_entry {
+    uint64_t account_id;
+    char name[CHAT_USERNAME_MAX + 1];
+} name_entry_t;
+
+typedef struct pair_entry {
+    uint64_t a, b;
+} pair_entry_t;
+
+#define NAMES_MAX 262144
+#define PAIRS_MAX 1048576
 
 chat_mem_t *chat_mem_create(void)
 {
@@ -26,6 +42,8 @@ chat_mem_t *chat_mem_create(void)
     chat_map_init(&m->devs);
     chat_map_init(&m->accts);
     chat_map_init(&m->buckets);
+    chat_map_init(&m->names);
+    chat_map_init(&m->pairs);
     return m;
 }
 
@@ -52,11 +70,14 @@ void chat_mem_destroy(chat_mem_t *m)
     for (size_t i = 0; i < m->accts.cap; i++)
         if (m->accts.keys[i])
             acct_free(m->accts.vals[i]);
-    for (size_t i = 0; i < m->buckets.cap; i++)
-        free(m->buckets.vals[i]);
+    chat_map_t *owned[] = { &m->buckets, &m->names, &m->pairs };
+    for (size_t k = 0; k < PL_ARRAY_LEN(owned); k++) {
+        for (size_t i = 0; i < owned[k]->cap; i++)
+            free(owned[k]->vals[i]);
+        chat_map_deinit(owned[k]);
+    }
     chat_map_deinit(&m->devs);
     chat_map_deinit(&m->accts);
-    chat_map_deinit(&m->buckets);
     free(m);
 }
 
@@ -81,6 +102,54 @@ chat_acct_t *chat_mem_acct(chat_mem_t *m, uint64_t account_id, bool create)
     a->account_id = account_id;
     chat_map_put(&m->accts, account_id, a);
     return a;
+}
+
+/* Empties a map whose values are plain allocations. */
+static void clear_owned(chat_map_t *map)
+{
+    for (size_t i = 0; i < map->cap; i++)
+        free(map->vals[i]);
+    chat_map_deinit(map);
+    chat_map_init(map);
+}
+
+static uint64_t hash_name(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;         /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h | 1;                               /* never the empty key */
+}
+
+uint64_t chat_mem_name_get(const chat_mem_t *m, const char *name)
+{
+    const name_entry_t *e = chat_map_get(&m->names, hash_name(name));
+    return e && strcmp(e->name, name) == 0 ? e->account_id : 0;
+}
+
+void chat_mem_name_put(chat_mem_t *m, const char *name, uint64_t account_id)
+{
+    if (m->names.count >= NAMES_MAX)
+        clear_owned(&m->names);
+    name_entry_t *e = pl_xcalloc(1, sizeof(*e));
+    e->account_id = account_id;
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    free(chat_map_put(&m->names, hash_name(name), e));
+}
+
+bool chat_mem_pair_seen(chat_mem_t *m, uint64_t a, uint64_t b)
+{
+    uint64_t k = ((a * 0x9E3779B97F4A7C15ull) ^ (b * 0xC2B2AE3D27D4EB4Full)) | 1;
+    pair_entry_t *e = chat_map_get(&m->pairs, k);
+    if (e && e->a == a && e->b == b)
+        return true;
+    if (m->pairs.count >= PAIRS_MAX)
+        clear_owned(&m->pairs);
+    e = pl_xmalloc(sizeof(*e));
+    e->a = a;
+    e->b = b;
+    free(chat_map_put(&m->pairs, k, e));
+    return false;
 }
 
 chat_bucket_t *chat_mem_bucket(chat_mem_t *m, uint64_t key)
@@ -175,6 +244,8 @@ void chat_mem_reset(chat_mem_t *m, void (*fn)(uint64_t conn_id, void *arg), void
             chat_mem_set_synced(m, d, 0);
         d->queued = -1;
     }
+    clear_owned(&m->names);
+    clear_owned(&m->pairs);
 }
 
 void chat_mem_trim(chat_mem_t *m)

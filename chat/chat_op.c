@@ -167,7 +167,7 @@ static void op_done(pl_store_req_t *req)
     chat_push_t *pushes = op->push_head;
     op->push_head = NULL;
     op->push_tail = &op->push_head;
-    if (op->conn_id) {
+    if (op->conn_id && !op->quiet) {
         op->req.msg.fn = reply_on_gateway;
         pl_sig_post(c->gw, op->thread, &op->req.msg);
     } else {

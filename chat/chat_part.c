@@ -103,6 +103,14 @@ static int expire_one(chat_op_t *op, pl_store_conn_t *conn, uint64_t dev, uint64
         d->queued--;
     pl_metric_inc(op->chat->shard, op->chat->m.expired);
     st = pl_store_prepare(conn,
+        "UPDATE chat_messages SET pending = pending - 1,"
+        " body = CASE WHEN pending <= 1 AND kind = 0 THEN NULL ELSE body END WHERE id = ?1");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)msg);
+    if ((rc = pl_store_step_done(conn, st)) < 0)
+        return rc;
+    st = pl_store_prepare(conn,
         "UPDATE chat_messages SET expired_at = ?2 WHERE id = ?1 AND kind = 0"
         " AND expired_at IS NULL RETURNING sender_id, group_id");
     if (!st)
@@ -255,7 +263,10 @@ static int chat_init(const pl_sig_ctx_t *ctx, void **state)
     c->gw = ctx->gw;
     c->store = ctx->store;
     c->main_loop = ctx->main_loop;
-    c->router = ctx->router;
+    /* With one node (memory presence) this node's registry is complete: deliver
+     * locally, without the router's hop; with Redis, devices elsewhere need it. */
+    c->router = strcmp(pl_config_str(ctx->config, "presence", "backend"), "redis") == 0 ?
+                ctx->router : NULL;
     pthread_mutex_init(&c->lim_lock, NULL);
     read_limits(c, ctx->config);
     *state = c;

@@ -13,9 +13,11 @@
  *   identity-change announcements), chat_settings (privacy, read receipts, last
  *   seen), chat_identity and chat_prekeys (the X3DH key directory, per device).
  *
- * A trigger keeps `pending` and the group body honest for every way an envelope
- * leaves (acknowledged, expired, or its device deleted by the accounts part through
- * the foreign key's cascade), so no code path can leave a ciphertext behind.
+ * `pending` and the group body follow every way an envelope leaves: an
+ * acknowledgement or an expiry updates them in the statement that records the new
+ * status (chat_ack.c, chat_part.c); a device deleted by the accounts part takes its
+ * envelopes along through the foreign key's cascade, and a trigger on devices settles
+ * their messages first. So no path leaves a ciphertext behind.
  *
  * The SQL stays portable to PostgreSQL except where noted (WITHOUT ROWID, the trigger
  * syntax and AUTOINCREMENT have direct equivalents there).
@@ -26,7 +28,9 @@
 static const pl_store_migration_t steps[] = {
     { 1,
       "CREATE TABLE chat_messages("
-      "  id INTEGER PRIMARY KEY AUTOINCREMENT,"     /* ids order every queue */
+      "  id INTEGER PRIMARY KEY,"   /* ids order every queue; rows are never deleted, so
+                                       max(id) + 1 never reuses one (no AUTOINCREMENT
+                                       bookkeeping on the hot path) */
       "  kind INTEGER NOT NULL,"                    /* 0 message, 1 event */
       "  sender_id INTEGER NOT NULL,"
       "  sender_device INTEGER NOT NULL,"
@@ -56,10 +60,12 @@ static const pl_store_migration_t steps[] = {
       "  ctype INTEGER NOT NULL,"
       "  body TEXT,"                                /* NULL: the message's body */
       "  PRIMARY KEY(device_id, message_id)) WITHOUT ROWID;"
-      "CREATE TRIGGER chat_envelope_gone AFTER DELETE ON chat_envelopes BEGIN"
+      /* Envelopes leave by acknowledgement and expiry (the code updates `pending` in
+       * the same statement as the status) or with their device: */
+      "CREATE TRIGGER chat_device_gone BEFORE DELETE ON devices BEGIN"
       "  UPDATE chat_messages SET pending = pending - 1,"
       "    body = CASE WHEN pending <= 1 AND kind = 0 THEN NULL ELSE body END"
-      "  WHERE id = OLD.message_id;"
+      "  WHERE id IN (SELECT message_id FROM chat_envelopes WHERE device_id = OLD.id);"
       " END;"
       "CREATE TABLE chat_group_status("
       "  message_id INTEGER NOT NULL,"

@@ -18,6 +18,7 @@
  * Threading: handlers on the gateway thread; exec functions on the store thread. */
 #include "chat/chat_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,8 @@
 /* ---- store thread -------------------------------------------------------------------- */
 
 /* Looks for an earlier message with this client id. Returns 1 (found: result set), 0,
- * or a negative store error. */
+ * or a negative store error. Only after a refusal or a unique-index conflict: the
+ * common send pays nothing for idempotency beyond the index itself. */
 static int find_duplicate(chat_op_t *op, pl_store_conn_t *conn, const char *client_id)
 {
     sqlite3_stmt *st = pl_store_prepare(conn,
@@ -175,29 +177,52 @@ static int check_direct(chat_op_t *op, pl_store_conn_t *conn, uint64_t peer)
     return rc;
 }
 
+/* After a refusal: a resend of a message that went through earlier still gets the
+ * first result (its devices may have changed since). Returns 0 either way, or < 0. */
+static int refused(chat_op_t *op, pl_store_conn_t *conn, const char *client_id)
+{
+    int rc = find_duplicate(op, conn, client_id);
+    if (rc > 0) {
+        op->err = NULL;
+        json_decref(op->err_extra);
+        op->err_extra = NULL;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* Inserts the message row; a duplicate client id (the unique index says so) answers
+ * with the first message instead: 1 inserted, 0 duplicate, < 0 error. */
+static int insert_or_duplicate(chat_op_t *op, pl_store_conn_t *conn, const char *client_id,
+                               const msg_row_t *r, uint64_t *id)
+{
+    int rc = insert_message(op, conn, client_id, r, id);
+    if (rc == -EEXIST)
+        return find_duplicate(op, conn, client_id) > 0 ? 0 : PL_ESTATE;
+    return rc < 0 ? rc : 1;
+}
+
 static int exec_direct(chat_op_t *op, pl_store_conn_t *conn)
 {
     const char *client_id = json_string_value(json_object_get(op->in, "client_id"));
-    int rc = find_duplicate(op, conn, client_id);
-    if (rc != 0)
-        return rc < 0 ? rc : 0;
     char name[CHAT_USERNAME_MAX + 1];
     chat_username_norm(json_string_value(json_object_get(op->in, "to")), name);
-    int64_t peer = chat_sql_account(conn, name);
+    int64_t peer = chat_lookup_account(op, conn, name);
     if (peer < 0)
         return (int)peer;
     if (peer == 0)
         return chat_op_fail(op, "not_found", "no such user: %s", name);
     if ((uint64_t)peer == op->account_id)
         return chat_op_fail(op, "bad_recipient", "send to your other devices is not supported");
-    rc = check_direct(op, conn, (uint64_t)peer);
+    int rc = check_direct(op, conn, (uint64_t)peer);
     if (rc <= 0)
-        return rc;
+        return rc < 0 ? rc : refused(op, conn, client_id);
     msg_row_t r = { .peer_id = (uint64_t)peer, .conv_a = PL_MIN(op->account_id, (uint64_t)peer),
                     .conv_b = PL_MAX(op->account_id, (uint64_t)peer),
                     .pending = (int64_t)op->n_envs, .members = 1 };
     uint64_t id;
-    if ((rc = insert_message(op, conn, client_id, &r, &id)) < 0 ||
+    if ((rc = insert_or_duplicate(op, conn, client_id, &r, &id)) <= 0)
+        return rc;
+    if (!chat_mem_pair_seen(op->chat->mem, r.conv_a, r.conv_b) &&
         (rc = note_partners(conn, op->account_id, (uint64_t)peer)) < 0)
         return rc;
     for (size_t i = 0; i < op->n_envs; i++)
@@ -293,12 +318,10 @@ static int exec_group(chat_op_t *op, pl_store_conn_t *conn)
     const char *client_id = json_string_value(json_object_get(op->in, "client_id"));
     const char *body = json_string_value(json_object_get(op->in, "body"));
     uint64_t group_id = (uint64_t)json_integer_value(json_object_get(op->in, "group_id"));
-    int rc = find_duplicate(op, conn, client_id);
-    if (rc != 0)
-        return rc < 0 ? rc : 0;
     int64_t n_members = 0;
-    if ((rc = check_group(op, conn, group_id, &n_members)) <= 0)
-        return rc;
+    int rc = check_group(op, conn, group_id, &n_members);
+    if (rc <= 0)
+        return rc < 0 ? rc : refused(op, conn, client_id);
     uint64_t *devs = NULL;
     long n = group_devices(op, conn, group_id, &devs);
     if (n < 0)
@@ -325,11 +348,14 @@ static int exec_group(chat_op_t *op, pl_store_conn_t *conn)
                     .ctype = (int)json_integer_value(json_object_get(op->in, "ctype")),
                     .pending = (int64_t)kept, .members = n_members - 1 };
     uint64_t id = 0;
-    if (rc >= 0 && (rc = insert_message(op, conn, client_id, &r, &id)) >= 0)
+    bool fresh = false;
+    if (rc >= 0 && (rc = insert_or_duplicate(op, conn, client_id, &r, &id)) > 0) {
+        fresh = true;
         rc = insert_statuses(op, conn, id, group_id);
-    for (size_t i = 0; rc >= 0 && i < kept; i++)
+    }
+    for (size_t i = 0; fresh && rc >= 0 && i < kept; i++)
         rc = insert_envelope(op, conn, devs[2 * i], id, r.ctype, NULL);
-    if (rc >= 0) {
+    if (fresh && rc >= 0) {
         chat_msgdata_t md;
         md_init(op, &md, id, group_id, client_id);
         md.ctype = r.ctype;

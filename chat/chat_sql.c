@@ -28,6 +28,17 @@ int64_t chat_sql_account(pl_store_conn_t *conn, const char *username)
     return rc == SQLITE_DONE ? 0 : PL_ESTATE;
 }
 
+int64_t chat_lookup_account(chat_op_t *op, pl_store_conn_t *conn, const char *username)
+{
+    uint64_t id = chat_mem_name_get(op->chat->mem, username);
+    if (id)
+        return (int64_t)id;
+    int64_t r = chat_sql_account(conn, username);
+    if (r > 0)
+        chat_mem_name_put(op->chat->mem, username, (uint64_t)r);
+    return r;
+}
+
 int chat_sql_username(pl_store_conn_t *conn, uint64_t account_id,
                       char out[CHAT_USERNAME_MAX + 1])
 {
