@@ -29,7 +29,7 @@ struct pl_store {
     pthread_mutex_t lock;           /* leaf lock: queue, kick_pending, closed */
     pl_store_req_t *head;
     pl_store_req_t **tail;
-    bool kick_pending;
+    bool kick_pending;              /* kick posted and its handler not yet started */
     bool closed;
     pl_msg_t kick;                  /* embedded; its fn never frees it */
     pl_msg_t stop;
@@ -186,8 +186,6 @@ static size_t take_batch(pl_store_t *st, pl_store_req_t **out)
         if (!st->head)
             st->tail = &st->head;
     }
-    if (!st->head)
-        st->kick_pending = false;   /* the next submit posts a new kick */
     pthread_mutex_unlock(&st->lock);
     *out = n ? head : NULL;
     return n;
@@ -207,10 +205,19 @@ static void drain_queue(pl_store_t *st)
     }
 }
 
+/* Only the kick's own handler clears kick_pending: the kick is then out of the
+ * mailbox, so the next submit may post it again. (Clearing it anywhere else, e.g. when
+ * a batch empties the queue, could post the kick while it still sits in the mailbox:
+ * a message in the lock-free stack twice corrupts it.) Requests that arrive while this
+ * handler runs are either taken by its loop below or by the next kick. */
 static void on_kick(pl_loop_t *loop, pl_msg_t *msg)
 {
     PL_UNUSED(loop);
-    drain_queue(PL_CONTAINER_OF(msg, pl_store_t, kick));
+    pl_store_t *st = PL_CONTAINER_OF(msg, pl_store_t, kick);
+    pthread_mutex_lock(&st->lock);
+    st->kick_pending = false;
+    pthread_mutex_unlock(&st->lock);
+    drain_queue(st);
 }
 
 static void on_stop(pl_loop_t *loop, pl_msg_t *msg)

@@ -16,8 +16,12 @@ import { Daemon, tempDir, parsePrometheus, sample } from './lib/daemon.mjs';
 // ---- helpers -------------------------------------------------------------------------
 
 // Starts parleyd with the signaling gateway on a free port (port 0, read from the log).
+// TZ is set because lws calls mktime() on its threads (TLS certificate lifetime checks);
+// with TZ unset glibc re-reads the zone on every call under an internal lock that
+// ThreadSanitizer cannot see, and reports a race that is not one.
 async function startSignaling(sets = []) {
   const d = await Daemon.start({
+    env: { TZ: process.env.TZ || 'UTC' },
     sets: ['signaling.listen=127.0.0.1:0', 'signaling.scrypt_log2_n=10',
       'signaling.threads=2', 'signaling.auth_ip_burst=100000', 'signaling.auth_ip_per_min=100000',
       'signaling.auth_account_burst=100000', 'signaling.auth_account_per_min=100000', ...sets],

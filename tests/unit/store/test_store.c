@@ -527,6 +527,55 @@ static void test_statement_cache_grows(void **state)
     sqlite3_close(db);
 }
 
+/* Several threads submit at once while batches commit: every request is done exactly
+ * once. (This caught the kick message being posted while still in the mailbox.) */
+typedef struct submitter {
+    pl_store_t *st;
+    collector_t *c;
+    int base;
+    int *done;
+} submitter_t;
+
+static void *submit_many(void *arg)
+{
+    submitter_t *s = arg;
+    for (int i = 0; i < 2000; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "t%d-%d", s->base, i);
+        kv_req_t *r = kv_new(kv_insert_exec, key, i, s->c);
+        r->done_count = s->done;
+        pl_store_submit(s->st, &r->req);
+        if (i % 8 == 0)
+            usleep(20);             /* let the queue run empty now and then */
+    }
+    return NULL;
+}
+
+static void test_concurrent_submitters(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_t *st = open_store(f->path, schemas_v2, 64);
+    collector_t c;
+    collector_init(&c);
+    int done = 0;
+    pthread_t th[4];
+    submitter_t s[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = (submitter_t){ st, &c, i, &done };
+        assert_int_equal(pthread_create(&th[i], NULL, submit_many, &s[i]), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    collector_wait(&c, 8000);
+    assert_int_equal(done, 8000);
+    pl_store_stats_t stats;
+    pl_store_get_stats(st, &stats);
+    assert_int_equal(stats.requests, 8000);
+    assert_true(stats.batches < 8000);      /* some grouping happened */
+    assert_int_equal(kv_get(st, "t3-1999"), 1999);
+    pl_store_close(st);
+}
+
 int main(void)
 {
     pl_log_setup(PL_LOG_WARN, PL_LOG_TEXT, NULL, 0);
@@ -542,6 +591,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_runs_queued_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_on_requester_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_statement_cache_grows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
