@@ -114,7 +114,8 @@ static int parse_users(const pl_config_t *cfg, pl_turn_settings_t *s, pl_config_
         if (rc != 0)
             return fail(err, "users", "deriving keys failed (OpenSSL)");
     }
-    qsort(s->users, s->n_users, sizeof *s->users, user_cmp);
+    if (s->n_users > 1)   /* qsort(NULL, 0, ...) is undefined behaviour (UBSan) */
+        qsort(s->users, s->n_users, sizeof *s->users, user_cmp);
     for (size_t i = 1; i < s->n_users; i++)
         if (user_cmp(&s->users[i - 1], &s->users[i]) == 0)
             return fail(err, "users", "user \"%s\" is listed twice", s->users[i].name);
