@@ -18,12 +18,14 @@ export const TURN_REALM = 'parley.test';
 // 127.0.0.1 and ::1 with the same port, static user TURN_USER:TURN_PASS and REST secret
 // TURN_SECRET. allowedPeers (CIDR list) defaults to loopback so coturn's
 // turnutils_peer on 127.0.0.1/::1 can be reached. extra: more INI lines for [turn].
-// sets: --set overrides. Returns the Daemon with .turnPort.
+// sets: --set overrides. drainTimeout: uclient leaves allocations behind, and a drain
+// waits for them, so tests stop quickly by default. Returns the Daemon with .turnPort.
 export async function startTurnDaemon({ threads = 2, allowedPeers = ['127.0.0.1/32', '::1/128'],
-  extra = '', sets = [], v6 = true, env = {} } = {}) {
+  extra = '', sets = [], v6 = true, env = {}, drainTimeout = '0s' } = {}) {
   const port = await freePort();
   const listen = v6 ? `127.0.0.1:${port}, [::1]:${port}` : `127.0.0.1:${port}`;
   const ini = [
+    '[process]', `drain_timeout = ${drainTimeout}`,
     '[signaling]', 'enabled = false',
     '[turn]', 'enabled = true',
     `listen = ${listen}`,
