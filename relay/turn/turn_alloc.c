@@ -175,6 +175,7 @@ void pl_turn_alloc_delete(pl_turn_server_t *s, pl_turn_alloc_t *a, const char *w
                 (unsigned long long)a->bytes[PL_TURN_DIR_C2P],
                 (unsigned long long)a->bytes[PL_TURN_DIR_P2C]);
     pl_metric_observe(s->shard, s->mid->lifetime_hist, (double)(now - a->created_ms) / 1000.0);
+    pl_turn_tcp_alloc_deleted(s, a);
     pl_turn_alloc_close_relay(s, a, 0);
     pl_turn_alloc_close_relay(s, a, 1);
     pl_turn_quota_release(s->shared, a->quota_user);

@@ -10,8 +10,10 @@
  * alternates redirects and a node without answers 508. Redirects come after
  * authentication so the server never hands its fleet's addresses to anonymous probes.
  *
- * What it does not: RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP gets 442 until
- * the TCP seam is built). EVEN-PORT with the R bit together with
+ * REQUESTED-TRANSPORT TCP (RFC 6062) makes a TCP allocation when the io relays TCP
+ * (turn_tcp.c checks it and runs Connect/ConnectionBind); otherwise it gets 442.
+ *
+ * What it does not: EVEN-PORT with the R bit together with
  * ADDITIONAL-ADDRESS-FAMILY is refused (400): a token reserves one port of one family.
  *
  * Threading: the server's thread. */
@@ -29,6 +31,7 @@ typedef struct alloc_params {
     bool has_token;
     uint64_t token;
     bool df;
+    bool tcp;               /* REQUESTED-TRANSPORT TCP (RFC 6062) */
 } alloc_params_t;
 
 static uint32_t grant_lifetime(const pl_turn_settings_t *set, const pl_stun_msg_t *m)
@@ -62,16 +65,22 @@ static int parse_families(const pl_stun_msg_t *m, alloc_params_t *p)
     return 0;
 }
 
-static int parse_params(const pl_turn_conn_t *conn, const pl_stun_msg_t *m, alloc_params_t *p)
+static int parse_params(const pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                        const pl_stun_msg_t *m, alloc_params_t *p)
 {
     uint8_t proto;
     memset(p, 0, sizeof *p);
     int rc = pl_stun_get_transport(m, &proto);
     if (rc != 0)
         return 400;     /* RFC 8656 §7.2: REQUESTED-TRANSPORT is mandatory */
-    if (proto != PL_STUN_TRANSPORT_UDP)
-        return 442;     /* TCP relaying (RFC 6062) is not offered yet, on any transport */
-    PL_UNUSED(conn);
+    if (proto == PL_STUN_TRANSPORT_TCP) {
+        int code = pl_turn_tcp_allocate_check(s, conn, m);
+        if (code != 0)
+            return code;
+        p->tcp = true;
+    } else if (proto != PL_STUN_TRANSPORT_UDP) {
+        return 442;
+    }
     p->df = pl_stun_has(m, PL_STUN_ATTR_DONT_FRAGMENT);
     p->has_token = pl_stun_get_u64(m, PL_STUN_ATTR_RESERVATION_TOKEN, &p->token) == 0;
     p->even = pl_stun_get_even_port(m, &p->reserve) == 0;
@@ -191,6 +200,7 @@ static int create(pl_turn_server_t *s, const pl_turn_conn_t *conn, const pl_stun
             pl_turn_ports_release(&s->shared->ports[token_fam], token_port);
         return rc == -EDQUOT ? 486 : 508;
     }
+    a->tcp = p->tcp;
     int code = open_relays(s, a, p, token_port, token_fam);
     if (code != 0) {
         /* The token's port was released by the failed open, or is owned by the open
@@ -223,7 +233,7 @@ void pl_turn_handle_allocate(pl_turn_server_t *s, const pl_turn_conn_t *conn,
         return;
     }
     alloc_params_t p;
-    int code = parse_params(conn, m, &p);
+    int code = parse_params(s, conn, m, &p);
     if (code == 0 && redirect(s, conn, m, auth))
         return;
     if (code == 0 && s->draining)

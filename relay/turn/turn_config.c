@@ -89,11 +89,6 @@ static int check_readable(const pl_config_t *cfg, const char *key, pl_config_err
 
 int pl_turn_validate(const pl_config_t *cfg, pl_config_error_t *err)
 {
-    pl_turn_settings_t *set = NULL;
-    int rc = pl_turn_settings_build(cfg, &set, err);
-    if (rc != 0)
-        return rc;
-    pl_turn_settings_unref(set);
     bool has_cert = pl_config_str(cfg, "turn", "tls_cert")[0] != '\0';
     bool has_key = pl_config_str(cfg, "turn", "tls_key")[0] != '\0';
     if (has_cert != has_key) {
@@ -101,9 +96,16 @@ int pl_turn_validate(const pl_config_t *cfg, pl_config_error_t *err)
                  has_cert ? "tls_key" : "tls_cert");
         return PL_ECONFIG;
     }
-    if ((rc = check_readable(cfg, "tls_cert", err)) != 0)
+    int rc;
+    if ((rc = check_readable(cfg, "tls_cert", err)) != 0 ||
+        (rc = check_readable(cfg, "tls_key", err)) != 0)
         return rc;
-    return check_readable(cfg, "tls_key", err);
+    /* Building the snapshot also loads the certificate and key (turn_tls.c). */
+    pl_turn_settings_t *set = NULL;
+    if ((rc = pl_turn_settings_build(cfg, &set, err)) != 0)
+        return rc;
+    pl_turn_settings_unref(set);
+    return 0;
 }
 
 int pl_turn_mint_credentials(const pl_config_t *cfg, const char *user, uint64_t now_s,

@@ -86,6 +86,9 @@ typedef struct pl_turn_settings {
     uint32_t nonce_lifetime_s;
     uint32_t unauth_rate;               /* requests/s per source IP; 0 = unlimited */
     char *tls_cert, *tls_key;           /* owned; NULL when not set */
+    struct ssl_ctx_st *tls_ctx;         /* owned reference: the loaded cert/key (turn_tls.c),
+                                         * NULL without tls_cert; new TLS connections use
+                                         * the one of the thread's current snapshot */
 } pl_turn_settings_t;
 
 /* The [turn] option table and validate hook (turn_config.c). */
@@ -139,6 +142,8 @@ typedef struct pl_turn_reservation {
 
 typedef struct pl_turn_quota_entry pl_turn_quota_entry_t;
 
+#define PL_TURN_MAX_THREADS 64      /* turn.threads maximum; a CONNECTION-ID names one */
+
 typedef struct pl_turn_shared {
     pl_turn_ports_t ports[2];               /* [0] IPv4 relay, [1] IPv6 relay */
     pthread_mutex_t quota_lock;             /* leaf: guards the next three */
@@ -150,6 +155,11 @@ typedef struct pl_turn_shared {
     size_t n_resv, cap_resv;
     pl_stun_nonce_key_t nonce_key;          /* immutable after create */
     _Atomic unsigned alt_rr;                /* ALTERNATE-SERVER round robin */
+    /* Every relay thread's stream side, by thread index, for the RFC 6062 ConnectionBind
+     * hand-over (turn_stream.c). Written on the main thread before any relay thread
+     * starts, read-only afterwards; the target is reached only by posting to its loop. */
+    struct pl_turn_streams *streams[PL_TURN_MAX_THREADS];
+    unsigned n_streams;
 } pl_turn_shared_t;
 
 /* Creates the shared state for ports lo..hi (inclusive). nonce_lifetime_s seeds the
@@ -197,6 +207,8 @@ typedef enum pl_turn_drop {
     PL_TURN_DROP_NO_CHANNEL, PL_TURN_DROP_NO_PERMISSION,
     PL_TURN_DROP_RATE_LIMITED, PL_TURN_DROP_BANDWIDTH, PL_TURN_DROP_SEND_FAILED,
     PL_TURN_DROP_TRUNCATED, PL_TURN_DROP_BAD_FINGERPRINT, PL_TURN_DROP_UNEXPECTED,
+    PL_TURN_DROP_CLIENT_BACKPRESSURE,   /* peer datagrams the kernel dropped while a
+                                         * TCP/TLS client's output was full */
     PL_TURN_DROP_N
 } pl_turn_drop_t;
 
@@ -215,6 +227,10 @@ typedef struct pl_turn_metric_ids {
     pl_metric_id_t authfail[PL_TURN_AUTH_N];
     pl_metric_id_t responses[PL_TURN_N_CODES];
     pl_metric_id_t lifetime_hist;
+    pl_metric_id_t streams[2];              /* [tcp, tls] client connections open (gauge) */
+    pl_metric_id_t stream_accepts[2];       /* [tcp, tls] connections accepted */
+    pl_metric_id_t stream_pauses;           /* back-pressure pauses (output full) */
+    pl_metric_id_t tcp_peers;               /* RFC 6062 peer data connections open (gauge) */
     pl_metric_id_t allocs_created;
 } pl_turn_metric_ids_t;
 
@@ -248,6 +264,7 @@ typedef struct pl_turn_conn {
 } pl_turn_conn_t;
 
 typedef struct pl_turn_alloc pl_turn_alloc_t;
+struct pl_turn_tcpconn;             /* RFC 6062 peer data connection, below */
 
 /* One relayed transport address of an allocation (embedded in it). */
 typedef struct pl_turn_relay {
@@ -259,6 +276,7 @@ typedef struct pl_turn_relay {
     pl_sockaddr_t advertised;   /* XOR-RELAYED-ADDRESS */
     pl_turn_alloc_t *alloc;     /* back pointer */
     void *io_data;              /* the I/O implementation's own use */
+    uint32_t rxq_drops;         /* io: last SO_RXQ_OVFL count seen (stream clients) */
 } pl_turn_relay_t;
 
 enum { PL_TURN_SEND_DF = 1u << 0 };     /* send_peer flags: DONT-FRAGMENT */
@@ -284,6 +302,22 @@ typedef struct pl_turn_io_ops {
     int (*send_peer)(void *ctx, pl_turn_relay_t *relay, const pl_sockaddr_t *peer,
                      const uint8_t *buf, size_t len, unsigned flags);
 } pl_turn_io_ops_t;
+
+/* RFC 6062 TCP relaying: the io operations beyond pl_turn_io_ops_t, given to the
+ * server with pl_turn_server_set_tcp_ops (without them TCP allocations get 442). They
+ * get the server's io_ctx. relay_open of an allocation with tcp set opens a listening
+ * TCP socket (peers that connect: pl_turn_server_tcp_incoming).
+ *   connect  starts a non-blocking connect from relay's address to tc->peer; the io
+ *            reports the outcome later with pl_turn_server_tcp_connected. 0 or -errno.
+ *   bind     makes the client data connection data_conn carry tc's bytes both ways,
+ *            after the success response already queued on it. 0 or -errno.
+ *   close    closes the peer connection and the client data connection bound to it;
+ *            the io reports nothing back. */
+typedef struct pl_turn_tcp_ops {
+    int (*connect)(void *ctx, pl_turn_relay_t *relay, struct pl_turn_tcpconn *tc);
+    int (*bind)(void *ctx, struct pl_turn_tcpconn *tc, const pl_turn_conn_t *data_conn);
+    void (*close)(void *ctx, struct pl_turn_tcpconn *tc);
+} pl_turn_tcp_ops_t;
 
 /* Room the data plane leaves before and after peer data handed to
  * pl_turn_server_peer_input, so the core can frame in place: a Data indication header
@@ -408,6 +442,8 @@ struct pl_turn_alloc {
     pl_turn_bucket_t bucket[2];     /* [direction] */
     uint64_t pkts[2], bytes[2];     /* [direction] */
     size_t list_idx;                /* index in the server's dense list */
+    bool tcp;                       /* RFC 6062: relays are listening TCP sockets */
+    struct pl_turn_tcpconn *tcpconns;   /* owned: its peer data connections */
 };
 
 /* ---------------------------------------------------------------------------------
@@ -440,6 +476,8 @@ typedef struct pl_turn_server {
     size_t n_list, cap_list;
     pl_turn_rl_slot_t rl[PL_TURN_RL_SLOTS];
     uint8_t tx[PL_TURN_TXBUF];
+    struct pl_turn_tcp *tcp;        /* owned: RFC 6062 connection ids (turn_tcp.c) */
+    const pl_turn_tcp_ops_t *tcp_ops;   /* NULL: no TCP relaying */
 } pl_turn_server_t;
 
 typedef struct pl_turn_server_cfg {
@@ -456,6 +494,8 @@ typedef struct pl_turn_server_cfg {
 pl_turn_server_t *pl_turn_server_create(const pl_turn_server_cfg_t *cfg);
 /* Deletes every allocation (closing relays, releasing ports and quotas) and frees. */
 void pl_turn_server_destroy(pl_turn_server_t *s);
+/* Enables RFC 6062 TCP relaying with the io's TCP operations (borrowed, static). */
+void pl_turn_server_set_tcp_ops(pl_turn_server_t *s, const pl_turn_tcp_ops_t *ops);
 /* Swaps the settings snapshot (reload). Takes a new reference; drops the old one. */
 void pl_turn_server_set_settings(pl_turn_server_t *s, pl_turn_settings_t *set);
 /* Drain: new Allocates get 300 (alternate servers configured) or 508; existing
@@ -581,6 +621,80 @@ void pl_turn_handle_refresh(pl_turn_server_t *s, const pl_turn_conn_t *conn,
                             const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
 
 /* ---------------------------------------------------------------------------------
+ * TCP/TLS client connections and RFC 6062 TCP relaying in the core (turn_tcp.c)
+ * ------------------------------------------------------------------------------- */
+
+#define PL_TURN_TCP_TIMEOUT_MS 30000    /* RFC 6062 §5.2 connect, §5.3/§5.4 bind: 30 s */
+
+typedef enum pl_turn_tc_state {
+    PL_TURN_TC_CONNECTING = 0,      /* Connect sent to the peer, not answered yet */
+    PL_TURN_TC_PENDING = 1,         /* connected (or accepted), waiting for ConnectionBind */
+    PL_TURN_TC_BOUND = 2,           /* relaying to a client data connection */
+} pl_turn_tc_state_t;
+
+/* How to answer a Connect once the peer connection is up or has failed. */
+typedef struct pl_turn_deferred {
+    uint8_t tid[PL_STUN_TID_LEN];
+    pl_stun_key_t key;
+    bool sha256, fingerprint;
+} pl_turn_deferred_t;
+
+/* One peer data connection of a TCP allocation (RFC 6062 §5.2, §5.3). Owned by the
+ * core (listed in its allocation); its socket belongs to the io (io_data). */
+typedef struct pl_turn_tcpconn {
+    uint32_t cid;                   /* CONNECTION-ID: thread index << 24 | random */
+    uint8_t state;                  /* pl_turn_tc_state_t */
+    uint8_t fam_idx;                /* the relay it uses */
+    pl_sockaddr_t peer;
+    pl_turn_alloc_t *alloc;         /* owner */
+    struct pl_turn_tcpconn *next;   /* in alloc->tcpconns */
+    uint64_t deadline_ms;           /* CONNECTING: answer 447; PENDING: close */
+    uint32_t data_conn_id;          /* BOUND: the client data connection */
+    pl_turn_deferred_t reply;       /* CONNECTING: the Connect to answer */
+    void *io_data;                  /* the io's socket object */
+} pl_turn_tcpconn_t;
+
+/* The relay thread that owns a CONNECTION-ID. */
+static inline unsigned pl_turn_cid_thread(uint32_t cid)
+{
+    return cid >> 24;
+}
+
+/* RFC 6062 §5.1 checks of an Allocate asking for TCP: 0, or the error code (400 over
+ * UDP or with DONT-FRAGMENT / EVEN-PORT / RESERVATION-TOKEN, 442 when the io has no
+ * TCP relaying). */
+int pl_turn_tcp_allocate_check(const pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                               const pl_stun_msg_t *m);
+void pl_turn_handle_connect(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                            const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
+void pl_turn_handle_connection_bind(pl_turn_server_t *s, const pl_turn_conn_t *conn,
+                                    const pl_stun_msg_t *m, const pl_turn_auth_t *auth);
+/* Closes (io tcp_close) and frees every peer connection of a (allocation deletion). */
+void pl_turn_tcp_alloc_deleted(pl_turn_server_t *s, pl_turn_alloc_t *a);
+/* Answers 447 to Connects past their deadline, closes unbound connections past 30 s. */
+void pl_turn_tcp_tick(pl_turn_server_t *s, uint64_t now_ms);
+void pl_turn_tcp_destroy(pl_turn_server_t *s);
+
+/* ---- what the io reports ---- */
+
+/* A TCP/TLS client connection closed: the allocation made on it is deleted (its
+ * 5-tuple names the connection, which no later request can use again). */
+void pl_turn_server_conn_closed(pl_turn_server_t *s, const pl_turn_conn_t *conn);
+/* The outcome of tcp_connect: err 0 answers the Connect with its CONNECTION-ID and
+ * waits for ConnectionBind; an error answers 447 and frees tc (the io has already
+ * closed its socket). */
+void pl_turn_server_tcp_connected(pl_turn_server_t *s, pl_turn_tcpconn_t *tc, int err);
+/* A peer connected to relay (a TCP allocation's listening socket) from peer. Returns
+ * the new connection, after sending the client a ConnectionAttempt indication
+ * (RFC 6062 §5.3), or NULL: no permission for peer, or too many connections; the io
+ * then closes the socket. */
+pl_turn_tcpconn_t *pl_turn_server_tcp_incoming(pl_turn_server_t *s, pl_turn_relay_t *relay,
+                                               const pl_sockaddr_t *peer);
+/* The io closed tc's sockets on its own (EOF or error on either side): frees tc
+ * without calling tcp_close. */
+void pl_turn_server_tcp_gone(pl_turn_server_t *s, pl_turn_tcpconn_t *tc);
+
+/* ---------------------------------------------------------------------------------
  * Relay threads (turn_relay.c): the data plane around one pl_turn_server_t
  * ------------------------------------------------------------------------------- */
 
@@ -592,8 +706,11 @@ typedef struct pl_turn_thread_cfg {
     pl_turn_shared_t *shared;
     pl_metrics_shard_t *shard;
     const pl_turn_metric_ids_t *mid;
-    const pl_sockaddr_t *listen;        /* UDP addresses, ports resolved (0 = any) */
+    const pl_sockaddr_t *listen;        /* UDP (and TCP) addresses, ports resolved (0 = any) */
     size_t n_listen;
+    const pl_sockaddr_t *tls_listen;    /* TLS addresses, ports resolved; used when the
+                                         * settings have a tls_ctx */
+    size_t n_tls_listen;
 } pl_turn_thread_cfg_t;
 
 /* Creates a relay thread's loop, server and SO_REUSEPORT listeners (not running yet).
@@ -601,11 +718,17 @@ typedef struct pl_turn_thread_cfg {
 int pl_turn_thread_create(const pl_turn_thread_cfg_t *cfg, pl_turn_thread_t **out);
 /* The bound address of listener i (to resolve port 0 for the next threads). */
 void pl_turn_thread_listen_addr(const pl_turn_thread_t *th, size_t i, pl_sockaddr_t *out);
+/* The bound address of TLS listener i. */
+void pl_turn_thread_tls_addr(const pl_turn_thread_t *th, size_t i, pl_sockaddr_t *out);
 /* Starts the thread. Returns 0 or -errno. */
 int pl_turn_thread_start(pl_turn_thread_t *th);
 /* Stops the loop, joins the thread (which deletes its allocations and closes its
  * sockets on its own loop) and frees everything. Main thread. */
 void pl_turn_thread_destroy(pl_turn_thread_t *th);
+/* Stops the loop and joins the thread, leaving the loop to destroy: stop every thread
+ * with this before destroying any, so a thread still running never posts (a
+ * ConnectionBind hand-over) to a destroyed loop. Idempotent. Main thread. */
+void pl_turn_thread_join(pl_turn_thread_t *th);
 /* Posted to the thread: new settings (reload), drain. Any thread. */
 void pl_turn_thread_post_settings(pl_turn_thread_t *th, pl_turn_settings_t *set);
 void pl_turn_thread_post_drain(pl_turn_thread_t *th);

@@ -9,6 +9,10 @@
  *   parley_turn_drops_total{reason}                  counter
  *   parley_turn_responses_total{code}                counter ("success" or the STUN code)
  *   parley_turn_allocation_lifetime_seconds          histogram, observed at deletion
+ *   parley_turn_stream_connections{transport}        gauge: TCP/TLS client connections
+ *   parley_turn_stream_accepts_total{transport}      counter
+ *   parley_turn_backpressure_pauses_total            counter: reads stopped, output full
+ *   parley_turn_tcp_peer_connections                 gauge: RFC 6062 peer connections
  *
  * Threading: registration on the main thread before relay threads start. */
 #include "relay/turn/turn_int.h"
@@ -21,7 +25,7 @@ const int pl_turn_codes[PL_TURN_N_CODES] = {
 
 const char *const pl_turn_drop_names[PL_TURN_DROP_N] = {
     "malformed", "not_stun", "no_allocation", "no_channel", "no_permission", "rate_limited", "bandwidth", "send_failed", "truncated",
-    "bad_fingerprint", "unexpected",
+    "bad_fingerprint", "unexpected", "client_backpressure",
 };
 
 const char *const pl_turn_authfail_names[PL_TURN_AUTH_N] = {
@@ -80,4 +84,15 @@ void pl_turn_metrics_register(pl_metrics_t *reg, pl_turn_metric_ids_t *ids)
     ids->lifetime_hist = pl_metrics_histogram(reg, "parley_turn_allocation_lifetime_seconds",
                                               "Allocation age at deletion", NULL, bounds,
                                               PL_ARRAY_LEN(bounds));
+    for (int t = 0; t < 2; t++) {
+        snprintf(labels, sizeof labels, "transport=\"%s\"", tr[t + 1]);
+        ids->streams[t] = pl_metrics_gauge(reg, "parley_turn_stream_connections",
+            "TCP/TLS client connections open (control and RFC 6062 data)", labels);
+        ids->stream_accepts[t] = pl_metrics_counter(reg, "parley_turn_stream_accepts_total",
+            "TCP/TLS client connections accepted", labels);
+    }
+    ids->stream_pauses = pl_metrics_counter(reg, "parley_turn_backpressure_pauses_total",
+        "Times a full TCP/TLS output buffer stopped reading from the other side", NULL);
+    ids->tcp_peers = pl_metrics_gauge(reg, "parley_turn_tcp_peer_connections",
+        "RFC 6062 peer data connections open", NULL);
 }

@@ -7,10 +7,12 @@
  *            allocations keep being served and refreshed.
  *   drained  true when no allocation is left (allocations live up to max_lifetime,
  *            so in practice [process] drain_timeout decides).
- *   stop     stops and joins the threads (each deletes its allocations and closes its
- *            sockets on its own loop) and frees the rest.
- *   reload   users, secrets, peer lists, quotas, lifetimes, alternates, software: a
- *            new settings snapshot posted to every thread. TLS is not built yet.
+ *   stop     stops and joins every thread (each deletes its allocations and closes its
+ *            sockets on its own loop), then frees them: no thread is freed while
+ *            another may still post to it (ConnectionBind hand-over).
+ *   reload   users, secrets, peer lists, quotas, lifetimes, alternates, software and
+ *            the TLS certificate/key (a new SSL_CTX, used for new connections; open
+ *            ones keep theirs): a new settings snapshot posted to every thread.
  *   stats    allocation count per thread and the list published by each thread.
  *
  * Threading: the hooks run on the main thread; threads are reached only by posting. */
@@ -29,8 +31,10 @@ typedef struct turn_mod {
     pl_turn_metric_ids_t ids;
     pl_turn_thread_t **threads;
     unsigned n_threads;
-    pl_sockaddr_t listen[PL_TURN_MAX_LISTEN];   /* bound addresses */
+    pl_sockaddr_t listen[PL_TURN_MAX_LISTEN];   /* bound addresses (UDP and TCP) */
     size_t n_listen;
+    pl_sockaddr_t tls_listen[PL_TURN_MAX_LISTEN];   /* bound TLS addresses */
+    size_t n_tls_listen;
     bool draining;
 } turn_mod_t;
 
@@ -40,11 +44,11 @@ static bool turn_enabled(const pl_config_t *cfg)
 }
 
 /* Fails when another socket already has the port: probes without SO_REUSEPORT. */
-static int probe_free(const pl_sockaddr_t *addr)
+static int probe_free(const pl_sockaddr_t *addr, int type)
 {
     if (pl_sockaddr_port(addr) == 0)
         return 0;
-    int fd = pl_net_listen(addr, SOCK_DGRAM, PL_LISTEN_V6ONLY, 0);
+    int fd = pl_net_listen(addr, type, PL_LISTEN_V6ONLY, 1);
     if (fd < 0)
         return fd;
     close(fd);
@@ -56,7 +60,8 @@ static int open_threads(turn_mod_t *m, const pl_host_t *host)
     m->threads = pl_xcalloc(m->set->threads, sizeof *m->threads);
     for (unsigned i = 0; i < m->set->threads; i++) {
         pl_turn_thread_cfg_t tc = {i, m->set, m->shared, pl_metrics_shard_create(host->metrics),
-                                   &m->ids, m->listen, m->n_listen};
+                                   &m->ids, m->listen, m->n_listen, m->tls_listen,
+                                   m->n_tls_listen};
         int rc = pl_turn_thread_create(&tc, &m->threads[i]);
         if (rc != 0)
             return rc;
@@ -64,6 +69,8 @@ static int open_threads(turn_mod_t *m, const pl_host_t *host)
         /* Port 0 means any free port: the first thread's choice binds the others. */
         for (size_t k = 0; i == 0 && k < m->n_listen; k++)
             pl_turn_thread_listen_addr(m->threads[0], k, &m->listen[k]);
+        for (size_t k = 0; i == 0 && k < m->n_tls_listen; k++)
+            pl_turn_thread_tls_addr(m->threads[0], k, &m->tls_listen[k]);
     }
     for (unsigned i = 0; i < m->n_threads; i++) {
         int rc = pl_turn_thread_start(m->threads[i]);
@@ -91,8 +98,34 @@ static void log_started(const turn_mod_t *m)
     if (m->set->n_users == 0 && m->set->n_secrets == 0)
         pl_log_warn("turn.no_credentials", "msg=\"no turn.users or turn.auth_secret: "
                     "STUN Binding only, every Allocate gets 401\"");
-    if (m->set->tls_cert)
-        pl_log_warn("turn.tls_unavailable", "msg=\"TURN over TLS is not built yet; tls_listen ignored\"");
+    char tls[PL_TURN_MAX_LISTEN * PL_SOCKADDR_STRLEN] = "";
+    for (size_t i = 0; i < m->n_tls_listen; i++) {
+        strcat(tls, i ? "," : "");
+        strcat(tls, pl_sockaddr_str(&m->tls_listen[i], a, sizeof a));
+    }
+    if (m->n_tls_listen)
+        pl_log_info("turn.tls_started", "tls_listen=%s cert=%s", tls,
+                    PL_LOG_QUOTED(m->set->tls_cert));
+}
+
+/* Every listen address is free for UDP and TCP, every TLS address for TCP. */
+static int probe_ports(const turn_mod_t *m)
+{
+    char a[PL_SOCKADDR_STRLEN];
+    for (size_t i = 0; i < m->n_listen + m->n_tls_listen; i++) {
+        bool tls = i >= m->n_listen;
+        const pl_sockaddr_t *addr = tls ? &m->tls_listen[i - m->n_listen] : &m->listen[i];
+        int rc = tls ? 0 : probe_free(addr, SOCK_DGRAM);
+        if (rc == 0)
+            rc = probe_free(addr, SOCK_STREAM);
+        if (rc != 0) {
+            pl_log_error("turn.listen_failed", "addr=%s tls=%s error=%s",
+                         pl_sockaddr_str(addr, a, sizeof a), tls ? "true" : "false",
+                         pl_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
 }
 
 static void turn_stop(void *state);
@@ -108,14 +141,12 @@ static int turn_start(const pl_host_t *host, void **state)
     }
     m->n_listen = m->set->n_listen;
     memcpy(m->listen, m->set->listen, sizeof m->listen);
-    for (size_t i = 0; i < m->n_listen; i++) {
-        if ((rc = probe_free(&m->listen[i])) != 0) {
-            char a[PL_SOCKADDR_STRLEN];
-            pl_log_error("turn.listen_failed", "addr=%s error=%s",
-                         pl_sockaddr_str(&m->listen[i], a, sizeof a), pl_strerror(rc));
-            goto fail;
-        }
+    if (m->set->tls_ctx) {
+        m->n_tls_listen = m->set->n_tls_listen;
+        memcpy(m->tls_listen, m->set->tls_listen, sizeof m->tls_listen);
     }
+    if ((rc = probe_ports(m)) != 0)
+        goto fail;
     m->shared = pl_turn_shared_create(m->set->port_lo, m->set->port_hi, m->set->nonce_lifetime_s);
     pl_turn_metrics_register(host->metrics, &m->ids);
     if ((rc = open_threads(m, host)) != 0) {
@@ -135,6 +166,8 @@ static void turn_stop(void *state)
     turn_mod_t *m = state;
     if (!m)
         return;
+    for (unsigned i = 0; i < m->n_threads; i++)
+        pl_turn_thread_join(m->threads[i]);
     for (unsigned i = 0; i < m->n_threads; i++)
         pl_turn_thread_destroy(m->threads[i]);
     free(m->threads);
@@ -174,8 +207,9 @@ static int turn_reload(void *state, const pl_config_t *next)
         pl_turn_thread_post_settings(m->threads[i], set);
     pl_turn_settings_unref(m->set);
     m->set = set;
-    pl_log_info("turn.reloaded", "users=%zu secrets=%zu allowed_peers=%zu denied_peers=%zu",
-                set->n_users, set->n_secrets, set->n_allowed, set->n_denied);
+    pl_log_info("turn.reloaded", "users=%zu secrets=%zu allowed_peers=%zu denied_peers=%zu "
+                "tls=%s", set->n_users, set->n_secrets, set->n_allowed, set->n_denied,
+                set->tls_ctx ? (m->n_tls_listen ? "reloaded" : "needs_restart") : "off");
     return 0;
 }
 
@@ -195,6 +229,10 @@ static void turn_stats_json(void *state, pl_buf_t *out)
                   m->draining ? "true" : "false");
     for (size_t i = 0; i < m->n_listen; i++)
         pl_buf_printf(out, "%s\"%s\"", i ? "," : "", pl_sockaddr_str(&m->listen[i], a, sizeof a));
+    pl_buf_puts(out, "],\"tls_listen\":[");
+    for (size_t i = 0; i < m->n_tls_listen; i++)
+        pl_buf_printf(out, "%s\"%s\"", i ? "," : "",
+                      pl_sockaddr_str(&m->tls_listen[i], a, sizeof a));
     pl_buf_puts(out, "],\"allocations_per_thread\":[");
     size_t total = 0;
     for (unsigned i = 0; i < m->n_threads; i++) {

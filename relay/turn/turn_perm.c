@@ -113,7 +113,8 @@ void pl_turn_handle_channel_bind(pl_turn_server_t *s, const pl_turn_conn_t *conn
     pl_sockaddr_t peer;
     uint64_t now = pl_turn_now_ms(s);
     pl_turn_alloc_prune(a, now);
-    int code = check_bind(s, a, m, &num, &peer);
+    /* A TCP allocation (RFC 6062) relays over peer data connections, not channels. */
+    int code = a->tcp ? 400 : check_bind(s, a, m, &num, &peer);
     if (code == 0 && !pl_turn_chan_by_num(a, num, now) && a->n_chans >= PL_TURN_MAX_CHANS)
         code = 508;
     if (code == 0 && !pl_turn_perm_find(a, &peer, now) && a->n_perms >= PL_TURN_MAX_PERMS)
@@ -137,6 +138,10 @@ static void to_peer(pl_turn_server_t *s, pl_turn_alloc_t *a, const pl_sockaddr_t
 {
     uint64_t now = pl_turn_now_ms(s);
     int f = pl_turn_fam_idx(peer);
+    if (a->tcp) {
+        pl_turn_drop(s, PL_TURN_DROP_UNEXPECTED);   /* RFC 6062: data goes over connections */
+        return;
+    }
     if (f < 0 || a->relay[f].fd < 0 || !pl_turn_perm_find(a, peer, now)) {
         pl_turn_drop(s, PL_TURN_DROP_NO_PERMISSION);
         return;

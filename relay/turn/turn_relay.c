@@ -15,14 +15,16 @@
  *     start of the next loop iteration (a zero-delay timer) or when it is full, so
  *     datagrams of many allocations share one system call.
  *
- * What it does not: TCP/TLS clients (the core takes a transport and a connection id;
- * a stream listener would frame with pl_stun_frame_len and call the same entry
- * points), wildcard listeners with IP_PKTINFO (a listener bound to 0.0.0.0 answers
+ * TCP/TLS clients and RFC 6062 live in the thread's streams object (turn_stream*.c,
+ * turn_tcprelay.c): send_client and relay_open of their allocations go there.
+ *
+ * What it does not: wildcard listeners with IP_PKTINFO (a listener bound to 0.0.0.0 answers
  * from the kernel's choice of source address).
  *
  * Threading: everything runs on the relay thread, except create (main thread, before
  * the loop runs), destroy (main thread, after joining) and the post/snapshot calls. */
 #include "relay/turn/turn_int.h"
+#include "relay/turn/turn_stream_int.h"
 #include "core/pl_log.h"
 #include "core/pl_loop.h"
 
@@ -55,7 +57,8 @@ struct pl_turn_thread {
     unsigned idx;
     pl_loop_t *loop;
     pthread_t tid;
-    bool started;
+    bool started, joined;
+    pl_turn_streams_t *streams;             /* TCP/TLS clients, RFC 6062 */
     pl_turn_server_t *srv;
     pl_turn_shared_t *shared;
     pl_turn_settings_t *set;                /* a reference, for the server's creation */
@@ -121,8 +124,10 @@ static void arm_flush(pl_turn_thread_t *th)
 static int io_send_client(void *ctx, const pl_turn_conn_t *conn, const uint8_t *buf, size_t len)
 {
     pl_turn_thread_t *th = ctx;
-    if (conn->transport != PL_TURN_UDP || conn->id >= th->n_lis)
-        return -ENOTSUP;    /* stream transports: the TCP/TLS seam */
+    if (conn->transport != PL_TURN_UDP)
+        return pl_turn_streams_send(th->streams, conn, buf, len);
+    if (conn->id >= th->n_lis)
+        return -ENOTSUP;
     listener_t *l = &th->lis[conn->id];
     const uint8_t *base = l->slots[0], *end = l->slots[PL_TURN_BATCH];
     const uint8_t *p = buf;
@@ -165,6 +170,8 @@ static void on_relay(pl_loop_t *loop, int fd, uint32_t events, void *arg);
 static int io_relay_open(void *ctx, pl_turn_relay_t *relay)
 {
     pl_turn_thread_t *th = ctx;
+    if (relay->alloc->conn.transport != PL_TURN_UDP)
+        return pl_turn_streams_relay_open(th->streams, relay);
     int fd = pl_net_listen(&relay->addr, SOCK_DGRAM, PL_LISTEN_V6ONLY, 0);
     if (fd < 0)
         return fd;
@@ -313,6 +320,8 @@ static void teardown(pl_turn_thread_t *th)
     for (size_t i = 0; i < th->n_lis; i++)
         if (th->lis[i].n_msgs)
             flush(&th->lis[i]);
+    /* Closing the stream connections deletes their allocations: before the server. */
+    pl_turn_streams_close_all(th->streams);
     pl_turn_server_destroy(th->srv);
     th->srv = NULL;
     for (size_t i = 0; i < th->n_lis; i++) {
@@ -395,6 +404,13 @@ int pl_turn_thread_create(const pl_turn_thread_cfg_t *cfg, pl_turn_thread_t **ou
         if ((rc = open_listener(th, &th->lis[i], &cfg->listen[i])) != 0)
             goto fail;
     }
+    pl_sockaddr_t bound[PL_TURN_MAX_LISTEN];
+    for (size_t i = 0; i < th->n_lis; i++)
+        bound[i] = th->lis[i].addr;     /* TCP on the port UDP got */
+    pl_turn_streams_cfg_t stc = {th->loop, th->srv, cfg->shared, cfg->idx, bound, th->n_lis,
+                                 cfg->tls_listen, cfg->n_tls_listen};
+    if ((rc = pl_turn_streams_create(&stc, &th->streams)) != 0)
+        goto fail;
     pl_timer_init(&th->tick);
     pl_timer_init(&th->flush);
     pl_timer_start(th->loop, &th->tick, 1000, 1000, on_tick, th);
@@ -411,6 +427,16 @@ void pl_turn_thread_listen_addr(const pl_turn_thread_t *th, size_t i, pl_sockadd
     *out = th->lis[i].addr;
 }
 
+void pl_turn_thread_tls_addr(const pl_turn_thread_t *th, size_t i, pl_sockaddr_t *out)
+{
+    pl_turn_streams_tls_addr(th->streams, i, out);
+}
+
+pl_turn_streams_t *pl_turn_thread_streams(void *io_ctx)
+{
+    return ((pl_turn_thread_t *)io_ctx)->streams;
+}
+
 int pl_turn_thread_start(pl_turn_thread_t *th)
 {
     int rc = pthread_create(&th->tid, NULL, thread_main, th);
@@ -420,17 +446,25 @@ int pl_turn_thread_start(pl_turn_thread_t *th)
     return 0;
 }
 
+void pl_turn_thread_join(pl_turn_thread_t *th)
+{
+    if (!th || !th->started || th->joined)
+        return;
+    pl_loop_stop(th->loop);
+    pthread_join(th->tid, NULL);
+    th->joined = true;
+}
+
 void pl_turn_thread_destroy(pl_turn_thread_t *th)
 {
     if (!th)
         return;
-    if (th->started) {
-        pl_loop_stop(th->loop);
-        pthread_join(th->tid, NULL);
-    } else {
+    if (th->started)
+        pl_turn_thread_join(th);
+    else
         teardown(th);
-    }
     pl_loop_destroy(th->loop);      /* delivers queued messages, which see "stopping" */
+    pl_turn_streams_destroy(th->streams);
     for (size_t i = 0; i < PL_TURN_MAX_LISTEN; i++)
         free(th->lis[i].slots);
     free(th->rx);

@@ -44,6 +44,7 @@ void pl_turn_server_destroy(pl_turn_server_t *s)
         return;
     while (s->n_list > 0)
         pl_turn_alloc_delete(s, s->list[s->n_list - 1], "shutdown");
+    pl_turn_tcp_destroy(s);
     free(s->table);
     free(s->list);
     pl_turn_settings_unref(s->set);
@@ -187,11 +188,11 @@ static void handle_authenticated(pl_turn_server_t *s, const pl_turn_conn_t *conn
         pl_turn_handle_create_permission(s, conn, m, &auth);
         break;
     case PL_STUN_METHOD_CHANNEL_BIND: pl_turn_handle_channel_bind(s, conn, m, &auth); break;
-    default:
-        /* RFC 6062 Connect/ConnectionBind need a TCP allocation and control connection
-         * (not built yet): 400 as for a method this server does not offer. */
-        pl_turn_reply_error(s, conn, m, &auth, 400);
+    case PL_STUN_METHOD_CONNECT: pl_turn_handle_connect(s, conn, m, &auth); break;
+    case PL_STUN_METHOD_CONNECTION_BIND:
+        pl_turn_handle_connection_bind(s, conn, m, &auth);
         break;
+    default: pl_turn_reply_error(s, conn, m, &auth, 400); break;
     }
 }
 
@@ -273,6 +274,7 @@ size_t pl_turn_server_tick(pl_turn_server_t *s)
         }
     }
     pl_turn_resv_sweep(s->shared, now);
+    pl_turn_tcp_tick(s, now);
     return expired;
 }
 

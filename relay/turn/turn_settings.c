@@ -9,6 +9,7 @@
  * Threading: building runs on the main thread; a built snapshot is read by every relay
  * thread and freed by whichever thread drops the last reference (atomic refcount). */
 #include "relay/turn/turn_int.h"
+#include "relay/turn/turn_stream_int.h"
 
 #include <errno.h>
 #include <ifaddrs.h>
@@ -285,6 +286,13 @@ static int build_all(const pl_config_t *cfg, pl_turn_settings_t *s, pl_config_er
         (rc = parse_external(cfg, s, err)) != 0 || (rc = parse_limits(cfg, s, err)) != 0)
         return rc;
     collect_self(s);
+    /* Loading the certificate here makes --check-config and SIGHUP refuse one that
+     * does not load, and hands each snapshot its own context (turn_tls.c). */
+    if (s->tls_cert && s->tls_key) {
+        char why[sizeof err->msg - 32];
+        if (pl_turn_tls_ctx_build(s->tls_cert, s->tls_key, &s->tls_ctx, why, sizeof why) != 0)
+            return fail(err, "tls_cert", "%s", why);
+    }
     return 0;
 }
 
@@ -326,6 +334,7 @@ void pl_turn_settings_unref(pl_turn_settings_t *s)
     free(s->software);
     free(s->tls_cert);
     free(s->tls_key);
+    pl_turn_tls_ctx_free(s->tls_ctx);
     free(s);
 }
 

@@ -132,7 +132,7 @@ static void plane_start(plane_t *p, const char *listen)
     const char *ov[] = {l, "turn.allowed_peers=127.0.0.1,::1", "turn.relay_ports=45000-45999"};
     p->e = tenv_new(ov, PL_ARRAY_LEN(ov));
     pl_turn_thread_cfg_t tc = {0, p->e->set, p->e->sh, p->e->shard, &p->e->ids, p->e->set->listen,
-                               p->e->set->n_listen};
+                               p->e->set->n_listen, NULL, 0};
     assert_int_equal(pl_turn_thread_create(&tc, &p->th), 0);
     pl_turn_thread_listen_addr(p->th, 0, &p->server);
     assert_true(pl_sockaddr_port(&p->server) != 0);
