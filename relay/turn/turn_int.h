@@ -230,6 +230,7 @@ typedef struct pl_turn_metric_ids {
     pl_metric_id_t streams[2];              /* [tcp, tls] client connections open (gauge) */
     pl_metric_id_t stream_accepts[2];       /* [tcp, tls] connections accepted */
     pl_metric_id_t stream_pauses;           /* back-pressure pauses (output full) */
+    pl_metric_id_t stream_handovers;        /* ConnectionBinds passed to their owner thread */
     pl_metric_id_t tcp_peers;               /* RFC 6062 peer data connections open (gauge) */
     pl_metric_id_t allocs_created;
 } pl_turn_metric_ids_t;

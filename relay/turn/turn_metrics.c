@@ -12,6 +12,7 @@
  *   parley_turn_stream_connections{transport}        gauge: TCP/TLS client connections
  *   parley_turn_stream_accepts_total{transport}      counter
  *   parley_turn_backpressure_pauses_total            counter: reads stopped, output full
+ *   parley_turn_stream_handovers_total               counter: ConnectionBinds moved
  *   parley_turn_tcp_peer_connections                 gauge: RFC 6062 peer connections
  *
  * Threading: registration on the main thread before relay threads start. */
@@ -93,6 +94,8 @@ void pl_turn_metrics_register(pl_metrics_t *reg, pl_turn_metric_ids_t *ids)
     }
     ids->stream_pauses = pl_metrics_counter(reg, "parley_turn_backpressure_pauses_total",
         "Times a full TCP/TLS output buffer stopped reading from the other side", NULL);
+    ids->stream_handovers = pl_metrics_counter(reg, "parley_turn_stream_handovers_total",
+        "RFC 6062 data connections passed to the relay thread owning their CONNECTION-ID", NULL);
     ids->tcp_peers = pl_metrics_gauge(reg, "parley_turn_tcp_peer_connections",
         "RFC 6062 peer data connections open", NULL);
 }

@@ -307,6 +307,7 @@ bool pl_turn_tcprelay_handover(pl_turn_sconn_t *c, const uint8_t *frame, size_t 
         pl_log_debug("turn.stream.handover", "from=%u to=%u remote=%s", c->st->idx, to->idx,
                      pl_sockaddr_str(&m->remote, a, sizeof a));
     }
+    pl_metric_inc(c->st->srv->shard, c->st->srv->mid->stream_handovers);
     pl_turn_sconn_detach(c);    /* c stays allocated: the caller holds it (busy) */
     pl_loop_post(to->loop, &m->msg);
     return true;
