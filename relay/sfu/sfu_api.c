@@ -8,8 +8,9 @@
  * dir_lock, a leaf lock (no callback or other lock is taken under it). The generation
  * lets a media thread drop an entry (a refused join) without racing a newer join.
  *
- * Messages are GLib idle sources attached to the loop's context: dispatched in posting
- * order on the media thread, freed by their destroy notify even when the loop is gone.
+ * Messages go through a per-loop mailbox: a queue under a pthread mutex drained by a
+ * GSource on the media thread, in posting order; whatever is left at shutdown is freed
+ * unread.
  *
  * Threading: create/destroy on the main thread; entry points on any thread. */
 #include "relay/sfu/sfu_int.h"
@@ -46,31 +47,30 @@ static void leave_all(pl_sfu_loop_t *ml)
     g_list_free(parts);
 }
 
-static gboolean msg_run(gpointer data)
+static void msg_run(sfu_msg_t *m)
 {
-    sfu_msg_t *m = data;
     pl_sfu_loop_t *ml = m->ml;
     if (m->op == OP_JOIN) {
         if (sfu_part_find(ml, m->pid))
             sfu_emit_error(ml, m->pid, "already_joined", "participant is already in a room");
         else
             sfu_room_join(ml, m->room, m->pid, m->gen, m->display);
-        return G_SOURCE_REMOVE;
+        return;
     }
     if (m->op == OP_SINK) {
         ml->sink = m->sink;
-        return G_SOURCE_REMOVE;
+        return;
     }
     if (m->op == OP_STOP) {
         leave_all(ml);
         g_main_loop_quit(ml->loop);
-        return G_SOURCE_REMOVE;
+        return;
     }
     sfu_part_t *p = sfu_part_find(ml, m->pid);
     if (!p || (m->op == OP_LEAVE && p->gen != m->gen)) {
         if (m->op != OP_LEAVE)
             sfu_emit_error(ml, m->pid, "not_joined", "participant is not in a room");
-        return G_SOURCE_REMOVE;
+        return;
     }
     switch (m->op) {
     case OP_LEAVE: sfu_part_leave(p, true); break;
@@ -81,24 +81,69 @@ static gboolean msg_run(gpointer data)
     case OP_MUTE: sfu_part_mute(p, m->kind, m->flag); break;
     default: break;
     }
-    return G_SOURCE_REMOVE;
 }
 
-static void msg_free(gpointer data)
+static void msg_free(sfu_msg_t *m)
 {
-    sfu_msg_t *m = data;
     g_free(m->text);
     free(m);
 }
 
+/* The mailbox: a queue under a pthread mutex (so the hand-over is visible to
+ * ThreadSanitizer, which cannot see GLib's futex locks) and a GSource that drains it in
+ * posting order on the media thread; posters wake the context. */
+typedef struct mailbox_source {
+    GSource base;
+    pl_sfu_loop_t *ml;
+} mailbox_source_t;
+
+static bool inbox_ready(pl_sfu_loop_t *ml)
+{
+    pthread_mutex_lock(&ml->inbox_lock);
+    bool ready = ml->inbox.length > 0;
+    pthread_mutex_unlock(&ml->inbox_lock);
+    return ready;
+}
+
+static gboolean mailbox_prepare(GSource *s, gint *timeout)
+{
+    *timeout = -1;
+    return inbox_ready(((mailbox_source_t *)s)->ml);
+}
+
+static gboolean mailbox_check(GSource *s)
+{
+    return inbox_ready(((mailbox_source_t *)s)->ml);
+}
+
+static gboolean mailbox_dispatch(GSource *s, GSourceFunc cb, gpointer data)
+{
+    PL_UNUSED(cb);
+    PL_UNUSED(data);
+    pl_sfu_loop_t *ml = ((mailbox_source_t *)s)->ml;
+    GQueue batch = G_QUEUE_INIT;
+    pthread_mutex_lock(&ml->inbox_lock);
+    batch = ml->inbox;
+    g_queue_init(&ml->inbox);
+    pthread_mutex_unlock(&ml->inbox_lock);
+    sfu_msg_t *m;
+    while ((m = g_queue_pop_head(&batch))) {
+        msg_run(m);
+        msg_free(m);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs mailbox_funcs = { mailbox_prepare, mailbox_check, mailbox_dispatch,
+                                      NULL, NULL, NULL };
+
 static void post(pl_sfu_loop_t *ml, sfu_msg_t *m)
 {
     m->ml = ml;
-    GSource *s = g_idle_source_new();
-    g_source_set_priority(s, G_PRIORITY_DEFAULT);
-    g_source_set_callback(s, msg_run, m, msg_free);
-    g_source_attach(s, ml->ctx);
-    g_source_unref(s);
+    pthread_mutex_lock(&ml->inbox_lock);
+    g_queue_push_tail(&ml->inbox, m);
+    pthread_mutex_unlock(&ml->inbox_lock);
+    g_main_context_wakeup(ml->ctx);
 }
 
 static gboolean tick(gpointer data)
@@ -125,6 +170,7 @@ static gpointer loop_main(gpointer arg)
     leave_all(ml);
     g_source_destroy(ml->tick);
     g_source_unref(ml->tick);
+    g_source_destroy(ml->mailbox);
     while (g_main_context_iteration(ml->ctx, FALSE))
         ;           /* releases libnice agents queued by pl_pc_destroy */
     g_main_context_pop_thread_default(ml->ctx);
@@ -144,7 +190,12 @@ static int start_loop(pl_sfu_t *sfu, unsigned i)
     ml->rooms = g_hash_table_new(g_str_hash, g_str_equal);
     ml->parts = g_hash_table_new(g_int64_hash, g_int64_equal);
     ml->shard = pl_metrics_shard_create(sfu->metrics);
-    g_mutex_init(&ml->stats_lock);
+    ml->mailbox = g_source_new(&mailbox_funcs, sizeof(mailbox_source_t));
+    ((mailbox_source_t *)ml->mailbox)->ml = ml;
+    g_source_attach(ml->mailbox, ml->ctx);
+    pthread_mutex_init(&ml->stats_lock, NULL);
+    pthread_mutex_init(&ml->inbox_lock, NULL);
+    g_queue_init(&ml->inbox);
     g_snprintf(name, sizeof(name), "sfu-%u", i);
     GError *err = NULL;
     ml->thread = g_thread_try_new(name, loop_main, ml, &err);
@@ -178,7 +229,7 @@ int pl_sfu_create(const pl_config_t *cfg, pl_metrics_t *metrics, const pl_sfu_si
         goto fail;
     }
     g_snprintf(sfu->fp_attr, sizeof(sfu->fp_attr), "sha-256 %s", sfu->fingerprint);
-    g_mutex_init(&sfu->dir_lock);
+    pthread_mutex_init(&sfu->dir_lock, NULL);
     sfu->dir = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     sfu->n_loops = sfu->set.media_threads;
     sfu->loops = pl_xcalloc(sfu->n_loops, sizeof(pl_sfu_loop_t));
@@ -222,13 +273,20 @@ void pl_sfu_destroy(pl_sfu_t *sfu)
         if (ml->parts)
             g_hash_table_destroy(ml->parts);
         free(ml->stats_json);
-        if (ml->shard)
-            g_mutex_clear(&ml->stats_lock);
+        if (ml->shard) {
+            sfu_msg_t *m;
+            while ((m = g_queue_pop_head(&ml->inbox)))     /* never dispatched */
+                msg_free(m);
+            pthread_mutex_destroy(&ml->stats_lock);
+            pthread_mutex_destroy(&ml->inbox_lock);
+        }
+        if (ml->mailbox)
+            g_source_unref(ml->mailbox);
     }
     free(sfu->loops);
     if (sfu->dir) {
         g_hash_table_destroy(sfu->dir);
-        g_mutex_clear(&sfu->dir_lock);
+        pthread_mutex_destroy(&sfu->dir_lock);
     }
     SSL_CTX_free(sfu->ssl_ctx);
     if (sfu->own_metrics)
@@ -253,7 +311,7 @@ void pl_sfu_set_sink(pl_sfu_t *sfu, const pl_sfu_sink_t *sink)
 static int dir_add(pl_sfu_t *sfu, uint64_t pid, unsigned loop, uint32_t *gen)
 {
     int rc = 0;
-    g_mutex_lock(&sfu->dir_lock);
+    pthread_mutex_lock(&sfu->dir_lock);
     if (g_hash_table_contains(sfu->dir, &pid)) {
         rc = -EEXIST;
     } else {
@@ -262,7 +320,7 @@ static int dir_add(pl_sfu_t *sfu, uint64_t pid, unsigned loop, uint32_t *gen)
         e->gen = *gen = ++sfu->next_gen;
         g_hash_table_insert(sfu->dir, g_memdup2(&pid, sizeof(pid)), e);
     }
-    g_mutex_unlock(&sfu->dir_lock);
+    pthread_mutex_unlock(&sfu->dir_lock);
     return rc;
 }
 
@@ -270,7 +328,7 @@ static int dir_lookup(pl_sfu_t *sfu, uint64_t pid, bool remove, pl_sfu_loop_t **
                       uint32_t *gen)
 {
     int rc = -ENOENT;
-    g_mutex_lock(&sfu->dir_lock);
+    pthread_mutex_lock(&sfu->dir_lock);
     sfu_dir_entry_t *e = g_hash_table_lookup(sfu->dir, &pid);
     if (e) {
         *ml = &sfu->loops[e->loop];
@@ -279,17 +337,17 @@ static int dir_lookup(pl_sfu_t *sfu, uint64_t pid, bool remove, pl_sfu_loop_t **
         if (remove)
             g_hash_table_remove(sfu->dir, &pid);
     }
-    g_mutex_unlock(&sfu->dir_lock);
+    pthread_mutex_unlock(&sfu->dir_lock);
     return rc;
 }
 
 void sfu_dir_remove(pl_sfu_t *sfu, uint64_t pid, uint32_t gen)
 {
-    g_mutex_lock(&sfu->dir_lock);
+    pthread_mutex_lock(&sfu->dir_lock);
     sfu_dir_entry_t *e = g_hash_table_lookup(sfu->dir, &pid);
     if (e && e->gen == gen)
         g_hash_table_remove(sfu->dir, &pid);
-    g_mutex_unlock(&sfu->dir_lock);
+    pthread_mutex_unlock(&sfu->dir_lock);
 }
 
 /* ---- entry points ------------------------------------------------------------------- */

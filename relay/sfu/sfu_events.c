@@ -191,9 +191,9 @@ void sfu_loop_stats_json(pl_sfu_loop_t *ml, uint64_t now_ms)
         first = false;
     }
     pl_buf_puts(&b, "]");
-    g_mutex_lock(&ml->stats_lock);
+    pthread_mutex_lock(&ml->stats_lock);
     char *old = ml->stats_json;
     ml->stats_json = b.data;        /* takes the buffer's memory */
-    g_mutex_unlock(&ml->stats_lock);
+    pthread_mutex_unlock(&ml->stats_lock);
     free(old);
 }

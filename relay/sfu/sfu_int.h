@@ -21,6 +21,7 @@
 #include "relay/sfu/sfu_sdp.h"
 #include "core/pl_log.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <glib.h>
 
@@ -89,7 +90,7 @@ struct pl_sfu {
     char fp_attr[160];              /* "sha-256 AB:CD:..." */
     unsigned n_loops;
     pl_sfu_loop_t *loops;
-    GMutex dir_lock;                /* leaf: guards dir and next_gen */
+    pthread_mutex_t dir_lock;       /* leaf: guards dir and next_gen */
     GHashTable *dir;                /* participant id -> sfu_dir_entry_t */
     uint32_t next_gen;
     atomic_bool draining;
@@ -106,8 +107,11 @@ struct pl_sfu_loop {
     GHashTable *rooms;              /* room id -> sfu_room_t */
     GHashTable *parts;              /* participant id -> sfu_part_t */
     GSource *tick;
+    GSource *mailbox;               /* dispatches the messages queued in inbox */
+    pthread_mutex_t inbox_lock;     /* leaf: guards inbox */
+    GQueue inbox;                   /* sfu_msg_t posted by other threads */
     _Atomic uint64_t n_rooms, n_parts, n_connected;
-    GMutex stats_lock;              /* leaf: guards stats_json */
+    pthread_mutex_t stats_lock;     /* leaf: guards stats_json */
     char *stats_json;
     uint64_t next_stats_ms;
     uint8_t out[PL_PC_BUF];         /* scratch for one outgoing packet */

@@ -76,7 +76,7 @@ static void sfu_stats_json(void *state, pl_buf_t *out)
     bool first = true;
     for (unsigned i = 0; i < sfu->n_loops; i++) {
         pl_sfu_loop_t *ml = &sfu->loops[i];
-        g_mutex_lock(&ml->stats_lock);
+        pthread_mutex_lock(&ml->stats_lock);
         /* Each loop's snapshot is a JSON array "[...]": splice its items in. */
         if (ml->stats_json && ml->stats_json[0] == '[' && ml->stats_json[1] != ']') {
             size_t n = strlen(ml->stats_json);
@@ -85,7 +85,7 @@ static void sfu_stats_json(void *state, pl_buf_t *out)
             pl_buf_append(out, ml->stats_json + 1, n - 2);
             first = false;
         }
-        g_mutex_unlock(&ml->stats_lock);
+        pthread_mutex_unlock(&ml->stats_lock);
     }
     pl_buf_puts(out, "]}");
 }

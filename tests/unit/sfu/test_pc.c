@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "tests/unit/sfu/tsan_glib.h"
 #include "relay/sfu/pl_rtp.h"
 #include "relay/sfu/sfu_pc.h"
 

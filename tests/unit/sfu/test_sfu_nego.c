@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "tests/unit/sfu/tsan_glib.h"
 #include "relay/sfu/sfu_int.h"
 
 typedef struct ev {
@@ -22,8 +24,9 @@ typedef struct ev {
     char *json;
 } ev_t;
 
-static GMutex g_lock;
-static GCond g_cond;
+/* pthread primitives, not GLib's: ThreadSanitizer cannot see GLib's futex locks. */
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 static GQueue g_events = G_QUEUE_INIT;
 
 static void sink_send(void *ctx, uint64_t pid, const char *json)
@@ -32,20 +35,22 @@ static void sink_send(void *ctx, uint64_t pid, const char *json)
     ev_t *e = g_new(ev_t, 1);
     e->to = pid;
     e->json = g_strdup(json);
-    g_mutex_lock(&g_lock);
+    pthread_mutex_lock(&g_lock);
     g_queue_push_tail(&g_events, e);
-    g_cond_broadcast(&g_cond);
-    g_mutex_unlock(&g_lock);
+    pthread_cond_broadcast(&g_cond);
+    pthread_mutex_unlock(&g_lock);
 }
 
 /* Waits for the next event to `to` whose JSON contains `type`; earlier events to that
  * participant of other types are dropped. Returns the owned JSON. */
 static char *wait_event(uint64_t to, const char *type)
 {
-    gint64 end = g_get_monotonic_time() + 5 * G_TIME_SPAN_SECOND;
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 5;
     char want[64];
     snprintf(want, sizeof(want), "\"type\":\"%s\"", type);
-    g_mutex_lock(&g_lock);
+    pthread_mutex_lock(&g_lock);
     for (;;) {
         for (GList *l = g_events.head; l; l = l->next) {
             ev_t *e = l->data;
@@ -53,7 +58,7 @@ static char *wait_event(uint64_t to, const char *type)
                 continue;
             g_queue_delete_link(&g_events, l);
             if (strstr(e->json, want)) {
-                g_mutex_unlock(&g_lock);
+                pthread_mutex_unlock(&g_lock);
                 char *j = e->json;
                 g_free(e);
                 return j;
@@ -65,8 +70,8 @@ static char *wait_event(uint64_t to, const char *type)
         bool more = false;
         for (GList *l = g_events.head; l; l = l->next)
             more |= ((ev_t *)l->data)->to == to;
-        if (!more && !g_cond_wait_until(&g_cond, &g_lock, end)) {
-            g_mutex_unlock(&g_lock);
+        if (!more && pthread_cond_timedwait(&g_cond, &g_lock, &end) != 0) {
+            pthread_mutex_unlock(&g_lock);
             fail_msg("no %s event for %llu", type, (unsigned long long)to);
         }
     }
