@@ -190,6 +190,10 @@ static void io_relay_close(void *ctx, pl_turn_relay_t *relay)
     pl_turn_thread_t *th = ctx;
     if (relay->fd < 0)
         return;
+    if (relay->alloc->conn.transport != PL_TURN_UDP) {
+        pl_turn_streams_relay_close(th->streams, relay);
+        return;
+    }
     pl_loop_del_fd(th->loop, relay->fd);
     close(relay->fd);
     relay->fd = -1;

@@ -328,9 +328,12 @@ static void resume_feeders(pl_turn_sconn_t *c)
         if (c->relays_paused) {
             c->relays_paused = false;
             pl_turn_alloc_t *a = pl_turn_alloc_find(c->st->srv, &c->conn);
-            for (int f = 0; a && !a->tcp && f < 2; f++)
-                if (a->relay[f].fd >= 0)
-                    pl_loop_mod_fd(c->st->loop, a->relay[f].fd, PL_IO_READ);
+            for (int f = 0; a && !a->tcp && f < 2; f++) {
+                if (a->relay[f].fd < 0)
+                    continue;
+                pl_turn_streams_count_drops(c->st, &a->relay[f]);
+                pl_loop_mod_fd(c->st->loop, a->relay[f].fd, PL_IO_READ);
+            }
         }
         if (c->read_paused) {
             c->read_paused = false;

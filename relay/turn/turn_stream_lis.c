@@ -1,8 +1,10 @@
 /* turn_stream_lis.c: the edges of a relay thread's stream side: its SO_REUSEPORT TCP
  * and TLS listeners (the kernel spreads connections over the threads; a connection
  * stays on the thread that accepted it), the relayed UDP sockets of allocations made
- * over TCP/TLS (read only while the client's output has room, kernel drops counted
- * from SO_RXQ_OVFL), the one-second sweep (idle, handshake and linger timeouts), and
+ * over TCP/TLS (read only while the client's output has room; the kernel's drops on
+ * them are counted from the socket's drop counter: SO_RXQ_OVFL stamps every datagram
+ * read, SO_MEMINFO reads it on resume, every second while paused and at close, so
+ * drops after the last datagram are counted too), the one-second sweep (idle, handshake and linger timeouts), and
  * the streams object's life cycle.
  *
  * What it does not: connections themselves (turn_stream.c), RFC 6062 (turn_tcprelay.c).
@@ -13,6 +15,7 @@
 #include "core/pl_log.h"
 
 #include <errno.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -87,8 +90,17 @@ static void on_accept(pl_loop_t *loop, int fd, uint32_t events, void *arg)
 
 /* ---- relayed UDP sockets of stream allocations -------------------------------- */
 
-/* Kernel drops on the socket since the last datagram: SO_RXQ_OVFL stamps each
- * datagram with the socket's drop counter. */
+/* The socket's drop counter reads total: count what is new since the last reading.
+ * A datagram read late carries an older value: ignored. */
+static void note_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay, uint32_t total)
+{
+    uint32_t delta = total - relay->rxq_drops;
+    if (delta == 0 || delta > 0x80000000u)
+        return;
+    relay->rxq_drops = total;
+    pl_metric_add(st->srv->shard, st->srv->mid->drops[PL_TURN_DROP_CLIENT_BACKPRESSURE], delta);
+}
+
 static void count_kernel_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay,
                                struct msghdr *mh)
 {
@@ -97,12 +109,28 @@ static void count_kernel_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay,
             continue;
         uint32_t total;
         memcpy(&total, CMSG_DATA(cm), sizeof total);
-        uint32_t delta = total - relay->rxq_drops;
-        relay->rxq_drops = total;
-        if (delta)
-            pl_metric_add(st->srv->shard, st->srv->mid->drops[PL_TURN_DROP_CLIENT_BACKPRESSURE],
-                          delta);
+        note_drops(st, relay, total);
     }
+}
+
+void pl_turn_streams_count_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay)
+{
+    uint32_t mem[SK_MEMINFO_VARS];
+    socklen_t len = sizeof mem;
+    if (relay->fd >= 0 && getsockopt(relay->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
+        len > SK_MEMINFO_DROPS * sizeof mem[0])
+        note_drops(st, relay, mem[SK_MEMINFO_DROPS]);
+}
+
+void pl_turn_streams_relay_close(pl_turn_streams_t *st, pl_turn_relay_t *relay)
+{
+    if (relay->fd < 0)
+        return;
+    if (!relay->alloc->tcp)
+        pl_turn_streams_count_drops(st, relay);
+    pl_loop_del_fd(st->loop, relay->fd);
+    close(relay->fd);
+    relay->fd = -1;
 }
 
 static void pause_relay(pl_turn_sconn_t *c, pl_turn_relay_t *relay)
@@ -199,9 +227,14 @@ static void on_tick(pl_loop_t *loop, pl_timer_t *t, void *arg)
     uint64_t now = pl_loop_now_ms(loop);
     for (uint32_t slot = 0; slot < st->cap; slot++) {
         pl_turn_sconn_t *c = st->conns[slot];
-        if (c && !c->dead && expired(st, c, now))
+        if (c && !c->dead && expired(st, c, now)) {
             pl_turn_sconn_close(c, c->mode == PL_TURN_SC_HANDSHAKE ? "handshake_timeout"
                                    : c->closing ? "linger_timeout" : "idle");
+        } else if (c && !c->dead && c->relays_paused) {
+            pl_turn_alloc_t *a = pl_turn_alloc_find(st->srv, &c->conn);
+            for (int f = 0; a && f < 2; f++)
+                pl_turn_streams_count_drops(st, &a->relay[f]);
+        }
     }
     for (int k = 0; k < 2; k++)
         for (size_t i = 0; i < st->n_lis[k]; i++)
