@@ -52,7 +52,16 @@ int pl_store_conn_open(pl_store_conn_t *c, const char *path, bool synchronous_no
                                                   : "PRAGMA synchronous=FULL",
                            "synchronous") < 0 ||
         pl_store_conn_exec(c, "PRAGMA foreign_keys=ON", "foreign_keys") < 0 ||
-        pl_store_conn_exec(c, "PRAGMA busy_timeout=5000", "busy_timeout") < 0)
+        pl_store_conn_exec(c, "PRAGMA busy_timeout=5000", "busy_timeout") < 0 ||
+        /* Per-request savepoints make SQLite keep each page's pre-image in a
+         * sub-journal, a temp file by default: a pwrite per page and request, most of a
+         * batch's I/O (chat measured 10 of 13 writes per message). In memory instead. */
+        pl_store_conn_exec(c, "PRAGMA temp_store=MEMORY", "temp_store") < 0 ||
+        /* A 64 MiB page cache (reads stay in memory) and a checkpoint every 10000 WAL
+         * pages instead of 1000: a hot page goes back to the database file once per
+         * checkpoint, not every few commits. */
+        pl_store_conn_exec(c, "PRAGMA cache_size=-65536", "cache_size") < 0 ||
+        pl_store_conn_exec(c, "PRAGMA wal_autocheckpoint=10000", "wal_autocheckpoint") < 0)
         goto fail_db;
     c->cap = 64;
     c->slots = pl_xcalloc(c->cap, sizeof(*c->slots));
