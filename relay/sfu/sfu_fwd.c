@@ -515,6 +515,9 @@ static void publisher_reports(sfu_part_t *p, uint64_t interval_ms, uint64_t now_
             sfu_layer_t *L = &t->layers[l];
             L->bitrate_bps = L->window_bytes * 8 * 1000 / (interval_ms ? interval_ms : 1);
             L->window_bytes = 0;
+            pl_log_debug("sfu.layer.rate", "participant=%" PRIu64 " track=%u layer=%zu rid=%s "
+                          "bound=%d bps=%" PRIu64, p->id, t->id, l, L->rid, L->bound,
+                          L->bitrate_bps);
             if (!L->bound || n >= PL_RTCP_MAX_RB)
                 continue;
             pl_rtp_rx_report(&L->rx, L->ssrc, now_us, &rb[n++]);
