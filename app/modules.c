@@ -5,6 +5,9 @@
 #ifdef PL_HAVE_TURN
 #include "relay/turn/pl_turn.h"
 #endif
+#ifdef PL_HAVE_SFU
+#include "relay/sfu/pl_sfu.h"
+#endif
 #ifdef PL_HAVE_SIGNALING
 #include "signaling/pl_signaling.h"
 #endif
@@ -12,6 +15,9 @@
 const pl_module_t *const pl_app_modules[] = {
 #ifdef PL_HAVE_TURN
     &pl_turn_module,
+#endif
+#ifdef PL_HAVE_SFU
+    &pl_sfu_module,         /* before signaling, which drives it (pl_sfu_running) */
 #endif
 #ifdef PL_HAVE_SIGNALING
     &pl_signaling_module,
