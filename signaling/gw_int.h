@@ -256,6 +256,8 @@ void *pl_sig_slot_get(pl_sig_thread_t *t, uint64_t id, unsigned kind);
 void pl_sig_thread_drain_inbox(pl_sig_thread_t *t);
 const pl_sig_hentry_t *pl_sig_handler_find(const pl_sig_gateway_t *gw, const char *type);
 pl_metric_id_t pl_sig_out_metric(const pl_sig_gateway_t *gw, const char *type);
+/* Marks the calling thread as service thread t (gw_send.c sends from it directly). */
+void pl_sig_thread_set_current(const pl_sig_thread_t *t);
 /* Serializes frame (owned) into a send-queue entry. */
 pl_sig_out_t *pl_sig_out_new(json_t *frame);
 void pl_sig_count_auth_fail(pl_sig_thread_t *t, pl_sig_auth_fail_t why);

@@ -26,6 +26,14 @@ typedef struct op_msg {
     char reason[124];
 } op_msg_t;
 
+/* The service thread this thread is, if it is one (set by the thread itself). */
+static __thread const pl_sig_thread_t *tl_service;
+
+void pl_sig_thread_set_current(const pl_sig_thread_t *t)
+{
+    tl_service = t;
+}
+
 pl_sig_out_t *pl_sig_out_new(json_t *frame)
 {
     size_t n = json_dumpb(frame, NULL, 0, JSON_COMPACT);
@@ -79,6 +87,13 @@ static int post_op(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *frame, int co
     op->err = err;
     if (reason)
         snprintf(op->reason, sizeof(op->reason), "%s", reason);
+    /* On the connection's own service thread (a deferred reply finished there, say)
+     * the inbox hop -- a lock, a wake-up, a later turn of the loop -- buys nothing:
+     * queue now. Sends made on that thread keep their order either way. */
+    if (tl_service == t && !atomic_load(&t->dead)) {
+        op_run(NULL, &op->msg);
+        return 0;
+    }
     pl_sig_post(gw, t->index, &op->msg);
     return 0;
 }

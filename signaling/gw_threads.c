@@ -298,6 +298,7 @@ static void *thread_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "sig-gw-%u", t->index % 100);
     pthread_setname_np(pthread_self(), name);
+    pl_sig_thread_set_current(t);
     while (!atomic_load(&t->quit))
         if (lws_service(t->ctx, 0) < 0)
             break;
