@@ -5,9 +5,11 @@
 // parsed, and the parley_turn_* metrics read back.
 //
 // Everything stays on 127.0.0.1 / ::1; every process started here is stopped by PID.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { Daemon, freePort, parsePrometheus } from './daemon.mjs';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Daemon, freePort, parsePrometheus, tempDir, ROOT } from './daemon.mjs';
 
 export const TURN_USER = 'alice';
 export const TURN_PASS = 'wonderland-7';
@@ -38,6 +40,38 @@ export async function startTurnDaemon({ threads = 2, allowedPeers = ['127.0.0.1/
   ].join('\n');
   const d = await Daemon.start({ ini, sets, env });
   d.turnPort = port;
+  return d;
+}
+
+// A self-signed certificate for localhost, 127.0.0.1 and ::1 made by scripts/dev-cert
+// in a new temp dir (dir: reuse one). Returns { dir, cert, key } (PEM file paths).
+export function devCert(dir = tempDir('parley-cert-')) {
+  const r = spawnSync(join(ROOT, 'scripts/dev-cert'), [dir], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`scripts/dev-cert failed: ${r.stderr}`);
+  return { dir, cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+}
+
+// startTurnDaemon plus TURN over TLS (tls_listen on 127.0.0.1 and ::1 with a second
+// free port) with a fresh dev certificate. Returns the Daemon with .tlsPort and .tls
+// ({ dir, cert, key }); stop() also removes the certificate dir.
+export async function startTurnDaemonTls(opts = {}) {
+  const tls = devCert();
+  const tlsPort = await freePort();
+  const extra = [`tls_listen = 127.0.0.1:${tlsPort}, [::1]:${tlsPort}`, `tls_cert = ${tls.cert}`,
+    `tls_key = ${tls.key}`, opts.extra ?? ''].join('\n');
+  let d;
+  try {
+    d = await startTurnDaemon({ ...opts, extra });
+  } catch (e) {
+    rmSync(tls.dir, { recursive: true, force: true });
+    throw e;
+  }
+  d.tlsPort = tlsPort;
+  d.tls = tls;
+  const stop = d.stop.bind(d);
+  d.stop = async (...args) => {
+    try { return await stop(...args); } finally { rmSync(tls.dir, { recursive: true, force: true }); }
+  };
   return d;
 }
 
