@@ -66,6 +66,18 @@ static void op_run(pl_loop_t *loop, pl_msg_t *msg)
     free(op);
 }
 
+/* Hands op to its connection's thread: at once when this is that thread (a deferred
+ * reply finished there, say: the inbox hop -- a lock, a wake-up, a later turn of the
+ * loop -- buys nothing, and sends made on one thread keep their order either way). */
+static void dispatch_op(pl_sig_gateway_t *gw, pl_sig_thread_t *t, op_msg_t *op)
+{
+    if (tl_service == t && !atomic_load(&t->dead)) {
+        op_run(NULL, &op->msg);
+        return;
+    }
+    pl_sig_post(gw, t->index, &op->msg);
+}
+
 static int post_op(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *frame, int code,
                    const char *reason, int err)
 {
@@ -87,14 +99,27 @@ static int post_op(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *frame, int co
     op->err = err;
     if (reason)
         snprintf(op->reason, sizeof(op->reason), "%s", reason);
-    /* On the connection's own service thread (a deferred reply finished there, say)
-     * the inbox hop -- a lock, a wake-up, a later turn of the loop -- buys nothing:
-     * queue now. Sends made on that thread keep their order either way. */
-    if (tl_service == t && !atomic_load(&t->dead)) {
-        op_run(NULL, &op->msg);
-        return 0;
-    }
-    pl_sig_post(gw, t->index, &op->msg);
+    dispatch_op(gw, t, op);
+    return 0;
+}
+
+int pl_sig_send_text(pl_sig_gateway_t *gw, uint64_t conn_id, const char *type,
+                     const char *text, size_t len)
+{
+    pl_sig_thread_t *t = pl_sig_thread_of(gw, conn_id);
+    if (!t)
+        return -ENOENT;
+    op_msg_t *op = pl_xcalloc(1, sizeof(*op));
+    op->msg.fn = op_run;
+    op->gw = gw;
+    op->conn_id = conn_id;
+    op->m_out = pl_sig_out_metric(gw, type);
+    op->out = pl_xmalloc(sizeof(*op->out) + LWS_PRE + len);
+    op->out->next = NULL;
+    op->out->len = (uint32_t)len;
+    memcpy(op->out->buf + LWS_PRE, text, len);
+    op->err = -1;
+    dispatch_op(gw, t, op);
     return 0;
 }
 

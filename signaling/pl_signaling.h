@@ -152,6 +152,11 @@ void pl_sig_conn_auth_failed(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *id,
  * when queued for its thread (it may still have closed: then the frame is dropped), or
  * -ENOENT when conn_id names no gateway thread. */
 int pl_sig_send(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *frame);
+/* Like pl_sig_send for a frame the caller serialized itself (hot paths that build
+ * their JSON without jansson): text is one JSON object of len bytes whose "type" is
+ * type (it names the frames-out metric series); both are copied. */
+int pl_sig_send_text(pl_sig_gateway_t *gw, uint64_t conn_id, const char *type,
+                     const char *text, size_t len);
 /* Sends frame (owned) to the live connection of device_id on this node. Returns 0 or
  * -ENOENT when the device has no live connection here. */
 int pl_sig_send_device(pl_sig_gateway_t *gw, uint64_t device_id, json_t *frame);
