@@ -94,6 +94,8 @@ typedef int (*chat_exec_fn)(chat_op_t *op, pl_store_conn_t *conn);
 /* Adds the reply's fields to result (gateway thread) when the outcome is success.
  * NULL: op->result is the reply as it stands. */
 typedef void (*chat_finish_fn)(chat_op_t *op, json_t *result);
+/* Or, for hot replies without op->result: appends ",\"key\":value..." to b. */
+typedef void (*chat_text_fn)(chat_op_t *op, pl_buf_t *b);
 
 typedef struct chat_push chat_push_t;
 
@@ -109,6 +111,7 @@ struct chat_op {
     chat_t *chat;
     chat_exec_fn exec;
     chat_finish_fn finish;
+    chat_text_fn text_fn;
     /* the requester; conn_id 0 = internal op without a reply */
     uint64_t conn_id;
     bool quiet;                     /* no reply (a chat.ack without an id) */
@@ -207,6 +210,8 @@ void chat_push_account(chat_op_t *op, uint64_t account_id, uint64_t except_devic
                        json_t *frame);
 /* Builds the chat.message / chat.event frame of a push (pure; for tests too). */
 json_t *chat_msg_frame(const chat_msgdata_t *md, const char *body);
+/* Appends the same chat.message frame as JSON text (not for events). Pure. */
+void chat_msg_text(const chat_msgdata_t *md, const char *body, pl_buf_t *b);
 /* Posts a list of pushes, in order (store thread, after the commit). */
 void chat_push_post_all(chat_t *c, chat_push_t *head);
 void chat_push_free(chat_push_t *p);

@@ -178,10 +178,40 @@ static void op_done(pl_store_req_t *req)
 
 /* ---- requester's gateway thread ----------------------------------------------------- */
 
+/* The request id as JSON text: an integer or a string (frame.c allows only those). */
+static void put_id(pl_buf_t *b, const json_t *id)
+{
+    if (json_is_integer(id)) {
+        pl_buf_printf(b, ",\"id\":%lld", (long long)json_integer_value(id));
+    } else if (json_is_string(id)) {
+        pl_buf_puts(b, ",\"id\":");
+        pl_buf_json_str(b, json_string_value(id));
+    }
+}
+
+/* A result whose members text_fn writes, built without jansson (the hot replies). */
+static void reply_text(chat_op_t *op)
+{
+    pl_buf_t b;
+    pl_buf_init(&b);
+    pl_buf_puts(&b, "{\"type\":");
+    pl_buf_json_str(&b, op->rtype);
+    put_id(&b, op->req_id);
+    op->text_fn(op, &b);
+    pl_buf_puts(&b, "}");
+    pl_sig_send_text(op->chat->gw, op->conn_id, op->rtype, b.data, b.len);
+    pl_buf_deinit(&b);
+}
+
 static void reply_on_gateway(pl_loop_t *loop, pl_msg_t *msg)
 {
     PL_UNUSED(loop);
     chat_op_t *op = PL_CONTAINER_OF(msg, chat_op_t, req.msg);
+    if (!op->err && !op->result && op->text_fn) {
+        reply_text(op);
+        chat_op_free(op);
+        return;
+    }
     json_t *f = json_object();
     if (op->err) {
         json_object_set_new(f, "type", json_string("error"));

@@ -110,6 +110,32 @@ json_t *chat_msg_frame(const chat_msgdata_t *md, const char *body)
     return f;
 }
 
+static void put_u64(pl_buf_t *b, const char *key, uint64_t v)
+{
+    pl_buf_printf(b, ",\"%s\":%llu", key, (unsigned long long)v);
+}
+
+void chat_msg_text(const chat_msgdata_t *md, const char *body, pl_buf_t *b)
+{
+    /* The jansson-free twin of chat_msg_frame for the hot path: the same members in
+     * the same order (test_chat_mem.c compares the two). */
+    pl_buf_puts(b, "{\"type\":\"chat.message\"");
+    put_u64(b, "message_id", md->message_id);
+    pl_buf_puts(b, ",\"from\":");
+    pl_buf_json_str(b, md->from);
+    put_u64(b, "from_device", md->from_device);
+    if (md->group_id)
+        put_u64(b, "group_id", md->group_id);
+    if (md->client_id[0]) {
+        pl_buf_puts(b, ",\"client_id\":");
+        pl_buf_json_str(b, md->client_id);
+    }
+    pl_buf_printf(b, ",\"ctype\":%d,\"body\":", md->ctype);
+    pl_buf_json_str(b, body ? body : "");
+    put_u64(b, "sent_at", md->sent_at);
+    pl_buf_puts(b, "}");
+}
+
 static json_t *push_take_frame(chat_push_t *p)
 {
     switch (p->kind) {
@@ -131,9 +157,23 @@ static void push_run(pl_loop_t *loop, pl_msg_t *msg)
 {
     PL_UNUSED(loop);
     chat_push_t *p = PL_CONTAINER_OF(msg, chat_push_t, msg);
+    static const char empty[] = "{\"type\":\"chat.queue_empty\"}";
     /* Typing indicators are worth nothing late: drop instead of delivering stale. */
-    if (!p->deadline_us || pl_now_mono_us() <= p->deadline_us)
+    if (p->deadline_us && pl_now_mono_us() > p->deadline_us) {
+        chat_push_free(p);
+        return;
+    }
+    if (p->kind == CHAT_PUSH_MESSAGE && !p->md.event) {
+        pl_buf_t b;
+        pl_buf_init(&b);
+        chat_msg_text(&p->md, p->body, &b);
+        pl_sig_send_text(p->chat->gw, p->conn_id, "chat.message", b.data, b.len);
+        pl_buf_deinit(&b);
+    } else if (p->kind == CHAT_PUSH_EMPTY) {
+        pl_sig_send_text(p->chat->gw, p->conn_id, "chat.queue_empty", empty, sizeof(empty) - 1);
+    } else {
         pl_sig_send(p->chat->gw, p->conn_id, push_take_frame(p));
+    }
     chat_push_free(p);
 }
 

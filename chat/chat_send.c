@@ -373,6 +373,13 @@ static int exec_group(chat_op_t *op, pl_store_conn_t *conn)
 
 /* ---- gateway thread ------------------------------------------------------------------ */
 
+static void text_send(chat_op_t *op, pl_buf_t *b)
+{
+    pl_buf_printf(b, ",\"message_id\":%llu,\"sent_at\":%llu,\"duplicate\":%s",
+                  (unsigned long long)op->u64[0], (unsigned long long)op->u64[1],
+                  op->ival ? "true" : "false");
+}
+
 static void finish_send(chat_op_t *op, json_t *f)
 {
     json_object_set_new(f, "message_id", json_integer((json_int_t)op->u64[0]));
@@ -434,6 +441,7 @@ static void h_send(pl_sig_req_t *req, void *arg)
     }
     chat_op_t *op = chat_op_new(arg, req, to ? exec_direct : exec_group);
     op->finish = finish_send;
+    op->text_fn = text_send;
     if (to) {
         if (!chat_username_norm(json_string_value(to), name)) {
             chat_reply_error(req, "not_found", "no such user");

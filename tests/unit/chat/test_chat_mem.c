@@ -135,6 +135,27 @@ static void test_frames(void **state)
     assert_int_equal(json_integer_value(json_object_get(f, "message_id")), 7);
     assert_string_equal(json_string_value(json_object_get(f, "event")), "group.created");
     json_decref(f);
+    /* The hot path's text twin says exactly what chat_msg_frame says. */
+    md.event = false;
+    for (int variant = 0; variant < 3; variant++) {
+        md.group_id = variant == 1 ? 9 : 0;
+        strcpy(md.client_id, variant == 2 ? "" : "x-1");
+        strcpy(md.from, variant == 2 ? "quote\"d" : "bob");
+        json_t *want = chat_msg_frame(&md, "QUJD");
+        pl_buf_t b;
+        pl_buf_init(&b);
+        chat_msg_text(&md, "QUJD", &b);
+        json_t *got = json_loads(b.data, 0, NULL);
+        assert_non_null(got);
+        assert_true(json_equal(want, got));
+        char *w = json_dumps(want, JSON_COMPACT);
+        assert_string_equal(w, b.data);             /* same member order too */
+        free(w);
+        json_decref(want);
+        json_decref(got);
+        pl_buf_deinit(&b);
+    }
+    md.event = true;
     f = chat_msg_frame(&md, "not json");
     assert_string_equal(json_string_value(json_object_get(f, "type")), "chat.event");
     json_decref(f);
