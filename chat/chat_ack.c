@@ -22,49 +22,59 @@
 #include <string.h>
 
 /* Receipts collected during one exec, grouped by the sender they go to. */
+typedef struct rvec {
+    chat_receipt_t *v;
+    size_t n, cap;
+} rvec_t;
+
 typedef struct receipts {
-    chat_map_t by_sender;           /* account id -> json array */
+    chat_map_t by_sender;           /* account id -> rvec_t */
 } receipts_t;
 
-static void receipts_add(receipts_t *r, uint64_t sender, json_t *item)
+static void receipts_add(receipts_t *r, uint64_t sender, chat_receipt_t item)
 {
-    json_t *arr = chat_map_get(&r->by_sender, sender);
-    if (!arr) {
-        arr = json_array();
-        chat_map_put(&r->by_sender, sender, arr);
+    rvec_t *vec = chat_map_get(&r->by_sender, sender);
+    if (!vec) {
+        vec = pl_xcalloc(1, sizeof(*vec));
+        chat_map_put(&r->by_sender, sender, vec);
     }
-    json_array_append_new(arr, item);
+    if (vec->n == vec->cap) {
+        vec->cap = vec->cap ? vec->cap * 2 : 8;
+        vec->v = pl_xrealloc(vec->v, vec->cap * sizeof(*vec->v));
+    }
+    vec->v[vec->n++] = item;
+}
+
+/* Pushes the receipts (when op is given) and frees them. */
+static void receipts_done(chat_op_t *op, receipts_t *r)
+{
+    for (size_t i = 0; i < r->by_sender.cap; i++) {
+        rvec_t *vec = r->by_sender.keys[i] ? r->by_sender.vals[i] : NULL;
+        if (!vec)
+            continue;
+        if (op)
+            chat_push_receipts(op, r->by_sender.keys[i], vec->v, vec->n, op->username);
+        free(vec->v);
+        free(vec);
+    }
+    chat_map_deinit(&r->by_sender);
 }
 
 static void receipts_flush(chat_op_t *op, receipts_t *r)
 {
-    for (size_t i = 0; i < r->by_sender.cap; i++) {
-        if (!r->by_sender.keys[i])
-            continue;
-        json_t *f = json_pack("{s:s,s:o}", "type", "chat.receipt", "receipts",
-                              r->by_sender.vals[i]);
-        chat_push_account(op, r->by_sender.keys[i], 0, f);
-    }
-    chat_map_deinit(&r->by_sender);
+    receipts_done(op, r);
 }
 
 static void receipts_drop(receipts_t *r)
 {
-    for (size_t i = 0; i < r->by_sender.cap; i++)
-        if (r->by_sender.keys[i])
-            json_decref(r->by_sender.vals[i]);
-    chat_map_deinit(&r->by_sender);
+    receipts_done(NULL, r);
 }
 
-static json_t *receipt(chat_op_t *op, uint64_t message_id, const char *status,
-                       uint64_t group_id)
+static chat_receipt_t receipt(chat_op_t *op, uint64_t message_id, int status,
+                              uint64_t group_id)
 {
-    json_t *o = json_pack("{s:I,s:s,s:s,s:I}", "message_id", (json_int_t)message_id,
-                          "status", status, "user", op->username, "at",
-                          (json_int_t)op->now_ms);
-    if (group_id)
-        json_object_set_new(o, "group_id", json_integer((json_int_t)group_id));
-    return o;
+    return (chat_receipt_t){ .message_id = message_id, .group_id = group_id,
+                             .at = op->now_ms, .status = (uint8_t)status };
 }
 
 /* A group member's status moved (delivered or read): updates the message's counters
@@ -86,9 +96,8 @@ static int group_progress(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, u
     uint64_t group = (uint64_t)sqlite3_column_int64(st, 1);
     int64_t left = sqlite3_column_int64(st, read ? 3 : 2);
     sqlite3_step(st);               /* finish the statement (RETURNING) */
-    json_t *o = receipt(op, id, read ? "read" : "delivered", group);
-    if (left == 0)
-        json_object_set_new(o, "all", json_true());
+    chat_receipt_t o = receipt(op, id, read ? CHAT_RCPT_READ : CHAT_RCPT_DELIVERED, group);
+    o.all = left == 0;
     receipts_add(r, sender, o);
     return 0;
 }
@@ -109,7 +118,8 @@ static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint6
     sqlite3_bind_int64(st, 3, (sqlite3_int64)op->account_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0), receipt(op, id, "delivered", 0));
+        receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0),
+                     receipt(op, id, CHAT_RCPT_DELIVERED, 0));
         sqlite3_step(st);
         return 0;
     }
@@ -137,9 +147,9 @@ static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint6
     if ((rc = sqlite3_step(st)) != SQLITE_ROW)
         return rc == SQLITE_DONE ? 0 : PL_ESTATE;
     if (first) {        /* a group member's first device (events have no statuses) */
-        json_t *o = receipt(op, id, "delivered", (uint64_t)sqlite3_column_int64(st, 1));
-        if (sqlite3_column_int64(st, 2) == 0)
-            json_object_set_new(o, "all", json_true());
+        chat_receipt_t o = receipt(op, id, CHAT_RCPT_DELIVERED,
+                                   (uint64_t)sqlite3_column_int64(st, 1));
+        o.all = sqlite3_column_int64(st, 2) == 0;
         receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0), o);
     }
     sqlite3_step(st);
@@ -321,9 +331,9 @@ static int read_direct(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r,
     if (rc < 0)
         return rc;
     if (report)
-        receipts_add(r, t->sender, receipt(op, t->id, "read", 0));
+        receipts_add(r, t->sender, receipt(op, t->id, CHAT_RCPT_READ, 0));
     else if (!t->delivered)
-        receipts_add(r, t->sender, receipt(op, t->id, "delivered", 0));
+        receipts_add(r, t->sender, receipt(op, t->id, CHAT_RCPT_DELIVERED, 0));
     return 0;
 }
 

@@ -167,7 +167,20 @@ enum {
     CHAT_PUSH_MESSAGE,              /* a chat.message / chat.event from message data */
     CHAT_PUSH_EMPTY,                /* chat.queue_empty */
     CHAT_PUSH_FRAME,                /* a ready frame */
+    CHAT_PUSH_RECEIPTS,             /* a chat.receipt from receipt data */
 };
+
+enum { CHAT_RCPT_DELIVERED, CHAT_RCPT_READ, CHAT_RCPT_EXPIRED };
+
+/* One receipt of a chat.receipt frame ("user": who got or read it, the same for all
+ * receipts of a frame; empty for expiries). */
+typedef struct chat_receipt {
+    uint64_t message_id;
+    uint64_t group_id;              /* 0: a direct message */
+    uint64_t at;
+    uint8_t status;                 /* CHAT_RCPT_* */
+    bool all;                       /* group: every member got there */
+} chat_receipt_t;
 
 /* What a chat.message push carries (copied or referenced, never pointing into SQLite). */
 typedef struct chat_msgdata {
@@ -196,6 +209,8 @@ struct chat_push {
     json_t *hold;                   /* keeps body alive */
     char *owned;
     json_t *frame;                  /* CHAT_PUSH_FRAME (owned) */
+    chat_receipt_t *rcpt;           /* CHAT_PUSH_RECEIPTS (owned), user in md.from */
+    size_t n_rcpt;
 };
 
 /* Queues a push of a ready frame (owned) to a local connection. Store thread. */
@@ -208,6 +223,13 @@ void chat_push_empty(chat_op_t *op, uint64_t conn_id);
  * except_device; with a router, devices on other nodes get it through the router. */
 void chat_push_account(chat_op_t *op, uint64_t account_id, uint64_t except_device,
                        json_t *frame);
+/* Sends chat.receipt with items (copied) to every chat-synced device of account here
+ * (or through the router), receipts built on the receiving gateway thread. */
+void chat_push_receipts(chat_op_t *op, uint64_t account_id, const chat_receipt_t *items,
+                        size_t n, const char *user);
+/* The chat.receipt frame as text, and as JSON (the router's path). Pure. */
+void chat_receipts_text(const chat_receipt_t *items, size_t n, const char *user, pl_buf_t *b);
+json_t *chat_receipts_frame(const chat_receipt_t *items, size_t n, const char *user);
 /* Builds the chat.message / chat.event frame of a push (pure; for tests too). */
 json_t *chat_msg_frame(const chat_msgdata_t *md, const char *body);
 /* Appends the same chat.message frame as JSON text (not for events). Pure. */

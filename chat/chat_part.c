@@ -119,13 +119,10 @@ static int expire_one(chat_op_t *op, pl_store_conn_t *conn, uint64_t dev, uint64
     sqlite3_bind_int64(st, 2, (sqlite3_int64)op->now_ms);
     if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t sender = (uint64_t)sqlite3_column_int64(st, 0);
-        json_t *r = json_pack("{s:I,s:s,s:I}", "message_id", (json_int_t)msg, "status",
-                              "expired", "at", (json_int_t)op->now_ms);
-        if (sqlite3_column_int64(st, 1))
-            json_object_set_new(r, "group_id", json_integer(sqlite3_column_int64(st, 1)));
+        chat_receipt_t r = { .message_id = msg, .at = op->now_ms, .status = CHAT_RCPT_EXPIRED,
+                             .group_id = (uint64_t)sqlite3_column_int64(st, 1) };
         sqlite3_step(st);
-        chat_push_account(op, sender, 0, json_pack("{s:s,s:[o]}", "type", "chat.receipt",
-                                                   "receipts", r));
+        chat_push_receipts(op, sender, &r, 1, "");
         return 0;
     }
     return rc == SQLITE_DONE ? 0 : PL_ESTATE;

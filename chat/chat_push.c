@@ -11,6 +11,7 @@
  * the push was posted to, which then owns it. */
 #include "chat/chat_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ static chat_push_t *push_new(chat_op_t *op, uint64_t conn_id, uint8_t kind)
 
 void chat_push_free(chat_push_t *p)
 {
+    free(p->rcpt);
     json_decref(p->hold);
     json_decref(p->frame);
     free(p->owned);
@@ -58,6 +60,22 @@ void chat_push_empty(chat_op_t *op, uint64_t conn_id)
     push_new(op, conn_id, CHAT_PUSH_EMPTY);
 }
 
+/* The chat-synced connections of account here, but except_device's. */
+static size_t synced_conns(chat_t *c, uint64_t account_id, uint64_t except_device,
+                           uint64_t *out, size_t cap)
+{
+    size_t n = 0;
+    chat_acct_t *a = chat_mem_acct(c->mem, account_id, false);
+    for (uint32_t i = 0; a && i < a->n_synced && n < cap; i++) {
+        chat_dev_t *d = chat_mem_dev(c->mem, a->synced[i], false);
+        if (d && d->conn_id && d->device_id != except_device)
+            out[n++] = d->conn_id;
+    }
+    return n;
+}
+
+#define ACCOUNT_CONNS_MAX 128           /* far above [signaling] max_devices' range */
+
 void chat_push_account(chat_op_t *op, uint64_t account_id, uint64_t except_device,
                        json_t *frame)
 {
@@ -69,13 +87,33 @@ void chat_push_account(chat_op_t *op, uint64_t account_id, uint64_t except_devic
         p->route_device = except_device;    /* as "except" for an account route */
         return;
     }
-    chat_acct_t *a = chat_mem_acct(c->mem, account_id, false);
-    for (uint32_t i = 0; a && i < a->n_synced; i++) {
-        chat_dev_t *d = chat_mem_dev(c->mem, a->synced[i], false);
-        if (d && d->conn_id && d->device_id != except_device)
-            chat_push_frame(op, d->conn_id, json_deep_copy(frame));
+    uint64_t conns[ACCOUNT_CONNS_MAX];
+    size_t n = synced_conns(c, account_id, except_device, conns, ACCOUNT_CONNS_MAX);
+    /* Each connection's thread gets its own copy (jansson objects are not shared
+     * between threads); the last one takes the original. */
+    for (size_t i = 0; i < n; i++)
+        chat_push_frame(op, conns[i], i + 1 < n ? json_deep_copy(frame) : frame);
+    if (!n)
+        json_decref(frame);
+}
+
+void chat_push_receipts(chat_op_t *op, uint64_t account_id, const chat_receipt_t *items,
+                        size_t n, const char *user)
+{
+    chat_t *c = op->chat;
+    if (c->router) {
+        chat_push_account(op, account_id, 0, chat_receipts_frame(items, n, user));
+        return;
     }
-    json_decref(frame);
+    uint64_t conns[ACCOUNT_CONNS_MAX];
+    size_t k = synced_conns(c, account_id, 0, conns, ACCOUNT_CONNS_MAX);
+    for (size_t i = 0; i < k; i++) {
+        chat_push_t *p = push_new(op, conns[i], CHAT_PUSH_RECEIPTS);
+        p->rcpt = pl_xmalloc(n * sizeof(*items));
+        memcpy(p->rcpt, items, n * sizeof(*items));
+        p->n_rcpt = n;
+        snprintf(p->md.from, sizeof(p->md.from), "%s", user);
+    }
 }
 
 /* ---- building frames ------------------------------------------------------------- */
@@ -113,6 +151,39 @@ json_t *chat_msg_frame(const chat_msgdata_t *md, const char *body)
 static void put_u64(pl_buf_t *b, const char *key, uint64_t v)
 {
     pl_buf_printf(b, ",\"%s\":%llu", key, (unsigned long long)v);
+}
+
+static const char *const rcpt_status[] = { "delivered", "read", "expired" };
+
+void chat_receipts_text(const chat_receipt_t *items, size_t n, const char *user, pl_buf_t *b)
+{
+    pl_buf_puts(b, "{\"type\":\"chat.receipt\",\"receipts\":[");
+    for (size_t i = 0; i < n; i++) {
+        const chat_receipt_t *r = &items[i];
+        pl_buf_printf(b, "%s{\"message_id\":%llu,\"status\":\"%s\"", i ? "," : "",
+                      (unsigned long long)r->message_id, rcpt_status[r->status % 3]);
+        if (user[0]) {
+            pl_buf_puts(b, ",\"user\":");
+            pl_buf_json_str(b, user);
+        }
+        put_u64(b, "at", r->at);
+        if (r->group_id)
+            put_u64(b, "group_id", r->group_id);
+        if (r->all)
+            pl_buf_puts(b, ",\"all\":true");
+        pl_buf_puts(b, "}");
+    }
+    pl_buf_puts(b, "]}");
+}
+
+json_t *chat_receipts_frame(const chat_receipt_t *items, size_t n, const char *user)
+{
+    pl_buf_t b;
+    pl_buf_init(&b);
+    chat_receipts_text(items, n, user, &b);
+    json_t *f = json_loads(b.data, 0, NULL);
+    pl_buf_deinit(&b);
+    return f;
 }
 
 void chat_msg_text(const chat_msgdata_t *md, const char *body, pl_buf_t *b)
@@ -168,6 +239,12 @@ static void push_run(pl_loop_t *loop, pl_msg_t *msg)
         pl_buf_init(&b);
         chat_msg_text(&p->md, p->body, &b);
         pl_sig_send_text(p->chat->gw, p->conn_id, "chat.message", b.data, b.len);
+        pl_buf_deinit(&b);
+    } else if (p->kind == CHAT_PUSH_RECEIPTS) {
+        pl_buf_t b;
+        pl_buf_init(&b);
+        chat_receipts_text(p->rcpt, p->n_rcpt, p->md.from, &b);
+        pl_sig_send_text(p->chat->gw, p->conn_id, "chat.receipt", b.data, b.len);
         pl_buf_deinit(&b);
     } else if (p->kind == CHAT_PUSH_EMPTY) {
         pl_sig_send_text(p->chat->gw, p->conn_id, "chat.queue_empty", empty, sizeof(empty) - 1);

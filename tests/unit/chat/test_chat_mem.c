@@ -161,6 +161,29 @@ static void test_frames(void **state)
     json_decref(f);
 }
 
+static void test_receipts_text(void **state)
+{
+    (void)state;
+    chat_receipt_t r[2] = {
+        { .message_id = 5, .at = 100, .status = CHAT_RCPT_DELIVERED },
+        { .message_id = 6, .group_id = 3, .at = 101, .status = CHAT_RCPT_READ, .all = true },
+    };
+    json_t *f = chat_receipts_frame(r, 2, "b\"ob");
+    assert_non_null(f);
+    char *s = json_dumps(f, JSON_COMPACT);
+    assert_string_equal(s, "{\"type\":\"chat.receipt\",\"receipts\":[{\"message_id\":5,"
+        "\"status\":\"delivered\",\"user\":\"b\\\"ob\",\"at\":100},{\"message_id\":6,"
+        "\"status\":\"read\",\"user\":\"b\\\"ob\",\"at\":101,\"group_id\":3,\"all\":true}]}");
+    free(s);
+    json_decref(f);
+    chat_receipt_t e = { .message_id = 7, .at = 9, .status = CHAT_RCPT_EXPIRED };
+    f = chat_receipts_frame(&e, 1, "");                 /* expiry: nobody to name */
+    json_t *one = json_array_get(json_object_get(f, "receipts"), 0);
+    assert_string_equal(json_string_value(json_object_get(one, "status")), "expired");
+    assert_null(json_object_get(one, "user"));
+    json_decref(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_watch),
         cmocka_unit_test(test_reset_and_trim),
         cmocka_unit_test(test_frames),
+        cmocka_unit_test(test_receipts_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
