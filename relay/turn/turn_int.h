@@ -209,6 +209,8 @@ typedef enum pl_turn_drop {
     PL_TURN_DROP_TRUNCATED, PL_TURN_DROP_BAD_FINGERPRINT, PL_TURN_DROP_UNEXPECTED,
     PL_TURN_DROP_CLIENT_BACKPRESSURE,   /* peer datagrams the kernel dropped while a
                                          * TCP/TLS client's output was full */
+    PL_TURN_DROP_RELAY_OVERFLOW,        /* ... dropped while being read: the relay thread
+                                         * did not keep up (stream clients' relays) */
     PL_TURN_DROP_N
 } pl_turn_drop_t;
 

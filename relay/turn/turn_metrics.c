@@ -26,7 +26,7 @@ const int pl_turn_codes[PL_TURN_N_CODES] = {
 
 const char *const pl_turn_drop_names[PL_TURN_DROP_N] = {
     "malformed", "not_stun", "no_allocation", "no_channel", "no_permission", "rate_limited", "bandwidth", "send_failed", "truncated",
-    "bad_fingerprint", "unexpected", "client_backpressure",
+    "bad_fingerprint", "unexpected", "client_backpressure", "relay_overflow",
 };
 
 const char *const pl_turn_authfail_names[PL_TURN_AUTH_N] = {

@@ -331,7 +331,7 @@ static void resume_feeders(pl_turn_sconn_t *c)
             for (int f = 0; a && !a->tcp && f < 2; f++) {
                 if (a->relay[f].fd < 0)
                     continue;
-                pl_turn_streams_count_drops(c->st, &a->relay[f]);
+                pl_turn_streams_count_drops(c->st, &a->relay[f], true);
                 pl_loop_mod_fd(c->st->loop, a->relay[f].fd, PL_IO_READ);
             }
         }

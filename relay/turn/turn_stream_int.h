@@ -16,7 +16,8 @@
  * Above it, whatever feeds the buffer stops being read: the client's own socket (its
  * requests produce responses), the allocation's relayed UDP sockets (peer datagrams
  * then wait in the kernel, which drops them when its buffer is full: counted as
- * drops{reason="client_backpressure"} from the socket's drop counter), or the other side of a raw
+ * drops{reason="client_backpressure"} from the socket's drop counter; drops while the
+ * socket was being read count as relay_overflow), or the other side of a raw
  * pair (TCP flow control pushes back to the sender). Reading resumes below the
  * low-water mark.
  *
@@ -148,8 +149,9 @@ int pl_turn_streams_send(pl_turn_streams_t *st, const pl_turn_conn_t *conn, cons
 int pl_turn_streams_relay_open(pl_turn_streams_t *st, pl_turn_relay_t *relay);
 /* io relay_close for allocations of TCP/TLS clients (counts the last kernel drops). */
 void pl_turn_streams_relay_close(pl_turn_streams_t *st, pl_turn_relay_t *relay);
-/* Counts the kernel's drops on a stream allocation's relayed UDP socket so far. */
-void pl_turn_streams_count_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay);
+/* Counts the kernel's drops on a stream allocation's relayed UDP socket so far, as
+ * client_backpressure when reading it was paused, else as relay_overflow. */
+void pl_turn_streams_count_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay, bool paused);
 /* The thread's streams from the io context (turn_relay.c). */
 pl_turn_streams_t *pl_turn_thread_streams(void *io_ctx);
 

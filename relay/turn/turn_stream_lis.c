@@ -26,6 +26,7 @@
 #define RX_BATCH 32
 #define RX_SLOT 2048
 #define ACCEPTS_PER_WAKEUP 64
+#define RELAY_RCVBUF (512 * 1024)   /* rides out a busy moment of the thread */
 
 /* Receive batch for the relayed sockets of stream allocations. */
 struct relay_rx {
@@ -90,15 +91,18 @@ static void on_accept(pl_loop_t *loop, int fd, uint32_t events, void *arg)
 
 /* ---- relayed UDP sockets of stream allocations -------------------------------- */
 
-/* The socket's drop counter reads total: count what is new since the last reading.
- * A datagram read late carries an older value: ignored. */
-static void note_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay, uint32_t total)
+/* The socket's drop counter reads total: count what is new since the last reading,
+ * as back-pressure when reading was paused for the client, else as an overflow (the
+ * thread did not keep up). A datagram read late carries an older value: ignored. */
+static void note_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay, uint32_t total,
+                       bool paused)
 {
     uint32_t delta = total - relay->rxq_drops;
     if (delta == 0 || delta > 0x80000000u)
         return;
     relay->rxq_drops = total;
-    pl_metric_add(st->srv->shard, st->srv->mid->drops[PL_TURN_DROP_CLIENT_BACKPRESSURE], delta);
+    pl_turn_drop_t why = paused ? PL_TURN_DROP_CLIENT_BACKPRESSURE : PL_TURN_DROP_RELAY_OVERFLOW;
+    pl_metric_add(st->srv->shard, st->srv->mid->drops[why], delta);
 }
 
 static void count_kernel_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay,
@@ -109,25 +113,27 @@ static void count_kernel_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay,
             continue;
         uint32_t total;
         memcpy(&total, CMSG_DATA(cm), sizeof total);
-        note_drops(st, relay, total);
+        note_drops(st, relay, total, false);
     }
 }
 
-void pl_turn_streams_count_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay)
+void pl_turn_streams_count_drops(pl_turn_streams_t *st, pl_turn_relay_t *relay, bool paused)
 {
     uint32_t mem[SK_MEMINFO_VARS];
     socklen_t len = sizeof mem;
     if (relay->fd >= 0 && getsockopt(relay->fd, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0 &&
         len > SK_MEMINFO_DROPS * sizeof mem[0])
-        note_drops(st, relay, mem[SK_MEMINFO_DROPS]);
+        note_drops(st, relay, mem[SK_MEMINFO_DROPS], paused);
 }
 
 void pl_turn_streams_relay_close(pl_turn_streams_t *st, pl_turn_relay_t *relay)
 {
     if (relay->fd < 0)
         return;
-    if (!relay->alloc->tcp)
-        pl_turn_streams_count_drops(st, relay);
+    if (!relay->alloc->tcp) {
+        const pl_turn_sconn_t *c = pl_turn_sconn_find(st, relay->alloc->conn.id);
+        pl_turn_streams_count_drops(st, relay, c && c->relays_paused);
+    }
     pl_loop_del_fd(st->loop, relay->fd);
     close(relay->fd);
     relay->fd = -1;
@@ -192,8 +198,9 @@ int pl_turn_streams_relay_open(pl_turn_streams_t *st, pl_turn_relay_t *relay)
     int fd = pl_net_listen(&relay->addr, SOCK_DGRAM, PL_LISTEN_V6ONLY, 0);
     if (fd < 0)
         return fd;
-    int one = 1;
+    int one = 1, sz = RELAY_RCVBUF;
     setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);     /* capped by rmem_max */
     int rc = pl_loop_add_fd(st->loop, fd, PL_IO_READ, on_relay, relay);
     if (rc != 0) {
         close(fd);
@@ -233,7 +240,7 @@ static void on_tick(pl_loop_t *loop, pl_timer_t *t, void *arg)
         } else if (c && !c->dead && c->relays_paused) {
             pl_turn_alloc_t *a = pl_turn_alloc_find(st->srv, &c->conn);
             for (int f = 0; a && f < 2; f++)
-                pl_turn_streams_count_drops(st, &a->relay[f]);
+                pl_turn_streams_count_drops(st, &a->relay[f], true);
         }
     }
     for (int k = 0; k < 2; k++)
