@@ -170,3 +170,73 @@ export function counter(parsed, name, labels = {}) {
   return parsed.samples.filter((s) => s.name === name &&
     Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
 }
+
+// ---- raw STUN for bad-input tests (RFC 8489 §5, §14) ----------------------------
+
+export const STUN_COOKIE = 0x2112A442;
+let crcTable = null;
+function crc32(buf) {
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let c = 0xFFFFFFFF;
+  for (const b of buf) c = crcTable[(c ^ b) & 0xFF] ^ (c >>> 8);
+  return (c ^ 0xFFFFFFFF) >>> 0;
+}
+
+// A STUN message of type (e.g. 0x0001 Binding request, 0x0003 Allocate request) with
+// attrs [[type, Buffer]] (padded to 4), a random transaction id unless tid is given,
+// and FINGERPRINT when fingerprint (badFingerprint: a wrong CRC).
+export function stunMessage(type, attrs = [], { tid, fingerprint = false, badFingerprint = false } = {}) {
+  tid ??= Buffer.from(Array.from({ length: 12 }, () => Math.floor(Math.random() * 256)));
+  const parts = [];
+  for (const [t, v] of attrs) {
+    const h = Buffer.alloc(4);
+    h.writeUInt16BE(t, 0);
+    h.writeUInt16BE(v.length, 2);
+    parts.push(h, v, Buffer.alloc((4 - (v.length % 4)) % 4));
+  }
+  let body = Buffer.concat(parts);
+  const head = (len) => {
+    const h = Buffer.alloc(20);
+    h.writeUInt16BE(type, 0);
+    h.writeUInt16BE(len, 2);
+    h.writeUInt32BE(STUN_COOKIE, 4);
+    tid.copy(h, 8);
+    return h;
+  };
+  if (fingerprint || badFingerprint) {
+    const msg = Buffer.concat([head(body.length + 8), body]);
+    const fp = Buffer.alloc(8);
+    fp.writeUInt16BE(0x8028, 0);
+    fp.writeUInt16BE(4, 2);
+    fp.writeUInt32BE(((crc32(msg) ^ 0x5354554E) + (badFingerprint ? 1 : 0)) >>> 0, 4);
+    body = Buffer.concat([body, fp]);
+  }
+  return Buffer.concat([head(body.length), body]);
+}
+
+// Parses a STUN message: { type, cls ('request'|'indication'|'success'|'error'),
+// method, tid (hex), attrs: Map(type -> Buffer) (first of each), errorCode } or null.
+export function parseStun(buf) {
+  if (buf.length < 20 || (buf[0] & 0xC0) !== 0 || buf.readUInt32BE(4) !== STUN_COOKIE) return null;
+  const type = buf.readUInt16BE(0), len = buf.readUInt16BE(2);
+  if (20 + len !== buf.length) return null;
+  const cls = ['request', 'indication', 'success', 'error'][((type >> 4) & 1) | ((type >> 7) & 2)];
+  const method = (type & 0x000F) | ((type & 0x00E0) >> 1) | ((type & 0x3E00) >> 2);
+  const attrs = new Map();
+  for (let off = 20; off + 4 <= buf.length;) {
+    const t = buf.readUInt16BE(off), l = buf.readUInt16BE(off + 2);
+    if (off + 4 + l > buf.length) return null;
+    if (!attrs.has(t)) attrs.set(t, buf.subarray(off + 4, off + 4 + l));
+    off += 4 + l + ((4 - (l % 4)) % 4);
+  }
+  const ec = attrs.get(0x0009);
+  const errorCode = ec && ec.length >= 4 ? (ec[2] & 7) * 100 + ec[3] : null;
+  return { type, cls, method, tid: buf.subarray(8, 20).toString('hex'), attrs, errorCode };
+}
