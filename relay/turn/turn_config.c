@@ -20,9 +20,9 @@
 
 static const pl_opt_def_t turn_defs[] = {
     {"turn", "enabled", PL_OPT_BOOL, "false", 0, 0, NULL, 0,
-     "Run the STUN/TURN server (relay threads, UDP listeners)"},
+     "Run the STUN/TURN server (relay threads; UDP, TCP and TLS listeners)"},
     {"turn", "listen", PL_OPT_LIST, "127.0.0.1:3478", 0, PL_TURN_MAX_LISTEN, NULL, 0,
-     "STUN/TURN UDP addresses (host:port, default port 3478; port 0 = any free port) (coturn listening-ip)"},
+     "STUN/TURN addresses, UDP and TCP on the same port (host:port, default port 3478; port 0 = any free port) (coturn listening-ip)"},
     {"turn", "tls_listen", PL_OPT_LIST, "127.0.0.1:5349", 0, PL_TURN_MAX_LISTEN, NULL, 0,
      "TURN over TLS addresses (default port 5349); used only when tls_cert and tls_key are set"},
     {"turn", "realm", PL_OPT_STRING, "parley", 1, 127, NULL, R,
