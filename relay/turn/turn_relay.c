@@ -18,8 +18,10 @@
  * TCP/TLS clients and RFC 6062 live in the thread's streams object (turn_stream*.c,
  * turn_tcprelay.c): send_client and relay_open of their allocations go there.
  *
- * What it does not: wildcard listeners with IP_PKTINFO (a listener bound to 0.0.0.0 answers
- * from the kernel's choice of source address).
+ * Wildcard listeners (0.0.0.0, ::) learn each datagram's destination address with
+ * IP_PKTINFO / IPV6_RECVPKTINFO and send from it, so replies and relayed data leave
+ * from the address the client used (a multi-homed host would otherwise answer from
+ * the kernel's choice, which the client's NAT or connected socket drops).
  *
  * Threading: everything runs on the relay thread, except create (main thread, before
  * the loop runs), destroy (main thread, after joining) and the post/snapshot calls. */
@@ -41,9 +43,16 @@
 #define PL_TURN_SOCKBUF (4 << 20)   /* listener socket buffers (capped by rmem_max) */
 #define PL_TURN_STATS_MAX 1000      /* allocations listed per thread in /stats */
 
+/* Room for one IP_PKTINFO or IPV6_PKTINFO control message. */
+typedef union pktinfo_cmsg {
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+    struct cmsghdr align;
+} pktinfo_cmsg_t;
+
 typedef struct listener {
     struct pl_turn_thread *th;
     int fd;
+    bool pktinfo;                           /* wildcard: per-datagram local address */
     pl_sockaddr_t addr;                     /* bound address */
     uint8_t (*slots)[PL_TURN_SLOT];         /* owned: PL_TURN_BATCH transmit buffers */
     unsigned n_slots;                       /* slots handed out since the last flush */
@@ -51,6 +60,7 @@ typedef struct listener {
     struct mmsghdr msgs[PL_TURN_BATCH];
     struct iovec iov[PL_TURN_BATCH];
     pl_sockaddr_t dst[PL_TURN_BATCH];
+    pktinfo_cmsg_t ctl[PL_TURN_BATCH];      /* pktinfo: source address per datagram */
 } listener_t;
 
 struct pl_turn_thread {
@@ -70,6 +80,7 @@ struct pl_turn_thread {
     struct mmsghdr rx_msgs[PL_TURN_BATCH];
     struct iovec rx_iov[PL_TURN_BATCH];
     pl_sockaddr_t rx_addr[PL_TURN_BATCH];
+    pktinfo_cmsg_t rx_ctl[PL_TURN_BATCH];       /* destination addresses (wildcard) */
     struct mmsghdr prx_msgs[PL_TURN_BATCH];     /* relay reads */
     struct iovec prx_iov[PL_TURN_BATCH];
     pl_sockaddr_t prx_addr[PL_TURN_BATCH];
@@ -121,6 +132,48 @@ static void arm_flush(pl_turn_thread_t *th)
         pl_timer_start(th->loop, &th->flush, 0, 0, on_flush, th);
 }
 
+/* Sends the datagram from src: the address the client sent to (wildcard listeners). */
+static void set_source(struct msghdr *mh, pktinfo_cmsg_t *ctl, const pl_sockaddr_t *src)
+{
+    memset(ctl, 0, sizeof *ctl);
+    mh->msg_control = ctl->buf;
+    mh->msg_controllen = sizeof ctl->buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(mh);
+    if (src->sa.sa_family == AF_INET) {
+        struct in_pktinfo pi = {.ipi_spec_dst = src->in4.sin_addr};
+        cm->cmsg_level = IPPROTO_IP;
+        cm->cmsg_type = IP_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(cm), &pi, sizeof pi);
+        mh->msg_controllen = CMSG_SPACE(sizeof pi);
+    } else {
+        struct in6_pktinfo pi = {.ipi6_addr = src->in6.sin6_addr};
+        cm->cmsg_level = IPPROTO_IPV6;
+        cm->cmsg_type = IPV6_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(cm), &pi, sizeof pi);
+        mh->msg_controllen = CMSG_SPACE(sizeof pi);
+    }
+}
+
+/* The destination address of a datagram received on a wildcard listener (port kept). */
+static void local_from_pktinfo(struct msghdr *mh, pl_sockaddr_t *local)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO &&
+            local->sa.sa_family == AF_INET) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+            local->in4.sin_addr = pi.ipi_addr;
+        } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO &&
+                   local->sa.sa_family == AF_INET6) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+            local->in6.sin6_addr = pi.ipi6_addr;
+        }
+    }
+}
+
 static int io_send_client(void *ctx, const pl_turn_conn_t *conn, const uint8_t *buf, size_t len)
 {
     pl_turn_thread_t *th = ctx;
@@ -146,6 +199,8 @@ static int io_send_client(void *ctx, const pl_turn_conn_t *conn, const uint8_t *
     l->iov[k].iov_len = len;
     l->msgs[k].msg_hdr.msg_name = &l->dst[k];
     l->msgs[k].msg_hdr.msg_namelen = pl_sockaddr_len(&conn->client);
+    if (l->pktinfo)
+        set_source(&l->msgs[k].msg_hdr, &l->ctl[k], &conn->local);
     arm_flush(th);
     if (l->n_msgs == PL_TURN_BATCH)
         flush(l);
@@ -238,8 +293,11 @@ static void on_listener(pl_loop_t *loop, int fd, uint32_t events, void *arg)
     pl_turn_conn_t conn = {.transport = PL_TURN_UDP, .id = (uint32_t)(l - th->lis), .local = l->addr};
     /* A few batches per wake-up, then give the other sockets their turn. */
     for (int round = 0; round < 4; round++) {
-        for (int i = 0; i < PL_TURN_BATCH; i++)
+        for (int i = 0; i < PL_TURN_BATCH; i++) {
             th->rx_msgs[i].msg_hdr.msg_namelen = sizeof th->rx_addr[i];
+            th->rx_msgs[i].msg_hdr.msg_control = l->pktinfo ? th->rx_ctl[i].buf : NULL;
+            th->rx_msgs[i].msg_hdr.msg_controllen = l->pktinfo ? sizeof th->rx_ctl[i].buf : 0;
+        }
         int n = recvmmsg(fd, th->rx_msgs, PL_TURN_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
@@ -249,6 +307,10 @@ static void on_listener(pl_loop_t *loop, int fd, uint32_t events, void *arg)
                 continue;
             }
             conn.client = th->rx_addr[i];
+            if (l->pktinfo) {
+                conn.local = l->addr;
+                local_from_pktinfo(&th->rx_msgs[i].msg_hdr, &conn.local);
+            }
             pl_turn_server_input(th->srv, &conn, th->rx[i], th->rx_msgs[i].msg_len);
         }
         if (n < PL_TURN_BATCH)
@@ -376,6 +438,12 @@ static int open_listener(pl_turn_thread_t *th, listener_t *l, const pl_sockaddr_
     int rc = pl_net_local_addr(l->fd, &l->addr);
     if (rc != 0)
         return rc;
+    static const uint8_t any6[16];
+    int one = 1;
+    if (l->addr.sa.sa_family == AF_INET && l->addr.in4.sin_addr.s_addr == 0)
+        l->pktinfo = setsockopt(l->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0;
+    else if (l->addr.sa.sa_family == AF_INET6 && memcmp(&l->addr.in6.sin6_addr, any6, 16) == 0)
+        l->pktinfo = setsockopt(l->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0;
     l->slots = pl_xcalloc(PL_TURN_BATCH, PL_TURN_SLOT);
     for (int k = 0; k < PL_TURN_BATCH; k++) {
         l->msgs[k].msg_hdr.msg_iov = &l->iov[k];
