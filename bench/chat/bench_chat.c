@@ -466,7 +466,8 @@ static int run_load(void)
         }
         if (t < t_measure1) {
             if (o.rate > 0) {
-                uint64_t due = (uint64_t)((double)(t - t0) * o.rate / 1e6);
+                /* message k is due at t0 + k/rate: k = 0 goes out at once */
+                uint64_t due = (uint64_t)((double)(t - t0) * o.rate / 1e6) + 1;
                 while (sent < due) {
                     user_t *u = &users[rr++ % (uint64_t)senders];
                     uint64_t sched = t0 + (uint64_t)((double)sent * 1e6 / o.rate);
