@@ -437,11 +437,24 @@ void pl_sig_gateway_destroy(pl_sig_gateway_t *gw)
     if (!gw)
         return;
     pl_sig_gateway_stop(gw);
+    /* Replies that arrived after the threads ended. Running one may post another (a
+     * deferred reply posts its frame, to any thread), so drain until all stay empty. */
+    for (bool again = true; again;) {
+        again = false;
+        for (unsigned i = 0; i < gw->n_threads; i++) {
+            pl_sig_thread_t *t = &gw->threads[i];
+            pthread_mutex_lock(&t->lock);
+            bool queued = t->in_head != NULL;
+            pthread_mutex_unlock(&t->lock);
+            if (queued) {
+                pl_sig_thread_drain_inbox(t);
+                again = true;
+            }
+        }
+    }
     for (unsigned i = 0; i < gw->n_threads; i++) {
-        pl_sig_thread_t *t = &gw->threads[i];
-        pl_sig_thread_drain_inbox(t);   /* replies that arrived after the thread ended */
-        pthread_mutex_destroy(&t->lock);
-        free(t->slots);
+        pthread_mutex_destroy(&gw->threads[i].lock);
+        free(gw->threads[i].slots);
     }
     for (size_t i = 0; i < gw->n_otypes; i++)
         free(gw->otypes[i].type);
