@@ -108,7 +108,10 @@ typedef struct chat_env {
 
 struct chat_op {
     pl_store_req_t req;
-    chat_t *chat;
+    chat_t *chat;                   /* not to be used once the op is back on a gateway
+                                       thread: at shutdown the part is destroyed before
+                                       the gateway drains its inboxes */
+    pl_sig_gateway_t *gw;
     chat_exec_fn exec;
     chat_finish_fn finish;
     chat_text_fn text_fn;
@@ -198,7 +201,8 @@ typedef struct chat_msgdata {
 struct chat_push {
     pl_msg_t msg;
     chat_push_t *next;
-    chat_t *chat;
+    chat_t *chat;                   /* store thread only (see chat_op.chat) */
+    pl_sig_gateway_t *gw;
     uint64_t conn_id;               /* a local connection, or 0 with route set */
     uint64_t route_account;         /* conn_id 0: route through the router to this user */
     uint64_t route_device;          /*   ... and device (0 = every device) */

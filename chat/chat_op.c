@@ -25,6 +25,7 @@ static chat_op_t *op_alloc(chat_t *c, chat_exec_fn exec)
 {
     chat_op_t *op = pl_xcalloc(1, sizeof(*op));
     op->chat = c;
+    op->gw = c->gw;
     op->exec = exec;
     op->req.exec = op_exec;
     op->req.done = op_done;
@@ -199,7 +200,7 @@ static void reply_text(chat_op_t *op)
     put_id(&b, op->req_id);
     op->text_fn(op, &b);
     pl_buf_puts(&b, "}");
-    pl_sig_send_text(op->chat->gw, op->conn_id, op->rtype, b.data, b.len);
+    pl_sig_send_text(op->gw, op->conn_id, op->rtype, b.data, b.len);
     pl_buf_deinit(&b);
 }
 
@@ -230,6 +231,6 @@ static void reply_on_gateway(pl_loop_t *loop, pl_msg_t *msg)
         if (op->finish)
             op->finish(op, f);
     }
-    pl_sig_send(op->chat->gw, op->conn_id, f);
+    pl_sig_send(op->gw, op->conn_id, f);
     chat_op_free(op);
 }

@@ -19,6 +19,7 @@ static chat_push_t *push_new(chat_op_t *op, uint64_t conn_id, uint8_t kind)
 {
     chat_push_t *p = pl_xcalloc(1, sizeof(*p));
     p->chat = op->chat;
+    p->gw = op->gw;
     p->conn_id = conn_id;
     p->kind = kind;
     *op->push_tail = p;
@@ -238,18 +239,18 @@ static void push_run(pl_loop_t *loop, pl_msg_t *msg)
         pl_buf_t b;
         pl_buf_init(&b);
         chat_msg_text(&p->md, p->body, &b);
-        pl_sig_send_text(p->chat->gw, p->conn_id, "chat.message", b.data, b.len);
+        pl_sig_send_text(p->gw, p->conn_id, "chat.message", b.data, b.len);
         pl_buf_deinit(&b);
     } else if (p->kind == CHAT_PUSH_RECEIPTS) {
         pl_buf_t b;
         pl_buf_init(&b);
         chat_receipts_text(p->rcpt, p->n_rcpt, p->md.from, &b);
-        pl_sig_send_text(p->chat->gw, p->conn_id, "chat.receipt", b.data, b.len);
+        pl_sig_send_text(p->gw, p->conn_id, "chat.receipt", b.data, b.len);
         pl_buf_deinit(&b);
     } else if (p->kind == CHAT_PUSH_EMPTY) {
-        pl_sig_send_text(p->chat->gw, p->conn_id, "chat.queue_empty", empty, sizeof(empty) - 1);
+        pl_sig_send_text(p->gw, p->conn_id, "chat.queue_empty", empty, sizeof(empty) - 1);
     } else {
-        pl_sig_send(p->chat->gw, p->conn_id, push_take_frame(p));
+        pl_sig_send(p->gw, p->conn_id, push_take_frame(p));
     }
     chat_push_free(p);
 }
