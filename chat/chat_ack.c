@@ -244,6 +244,7 @@ static int parse_ids(pl_sig_req_t *req, chat_op_t *op, bool required)
     long n = arr ? chat_ids_from_json(arr, CHAT_IDS_MAX, &ids) : -1;
     if (n < 0 || (required && n == 0)) {
         chat_reply_bad_field(req, "field \"message_ids\": 1-%d message ids", CHAT_IDS_MAX);
+        free(ids);
         return -1;
     }
     op->envs = pl_xcalloc((size_t)n + 1, sizeof(*op->envs));
