@@ -133,6 +133,7 @@ static void track_seq(pl_sfc_t *c, sfc_rstream_t *s, uint16_t seq, pl_sfc_src_st
         uint16_t nack[MAX_MISSING];
         unsigned n = 0;
         src->seq_gaps += gap;
+        c->tot.rx_gaps += gap;
         for (uint16_t i = 0; i < gap && s->n_missing < MAX_MISSING; i++) {
             s->missing[s->n_missing++] = (uint16_t)(s->expected + i);
             nack[n++] = (uint16_t)(s->expected + i);
@@ -179,6 +180,25 @@ static void check_marks(pl_sfc_t *c, const uint8_t *pl, size_t n, bool video, sf
     track_seq(c, s, seq, src);
 }
 
+static void on_srtp_raw(void *arg, const uint8_t *pkt, size_t len)
+{
+    pl_sfc_t *c = arg;
+    pl_rtp_hdr_t h;
+    bool rtx;
+    if (pl_rtp_parse(pkt, len, &h) < 0)
+        return;
+    sfc_rstream_t *s = stream_for(c, h.ssrc, &rtx);
+    if (!s || rtx)
+        return;
+    c->tot.rx_packets++;
+    c->tot.rx_bytes += len;
+    if (s->started && pl_seq_newer(h.seq, s->expected))
+        c->tot.rx_gaps += (uint16_t)(h.seq - s->expected);
+    if (!s->started || pl_seq_newer(h.seq, s->expected) || h.seq == s->expected)
+        s->expected = (uint16_t)(h.seq + 1);
+    s->started = true;
+}
+
 static void on_rtp(void *arg, uint8_t *pkt, size_t len, size_t cap)
 {
     PL_UNUSED(cap);
@@ -190,6 +210,8 @@ static void on_rtp(void *arg, uint8_t *pkt, size_t len, size_t cap)
     sfc_rstream_t *s = stream_for(c, h.ssrc, &rtx);
     if (!s)
         return;
+    c->tot.rx_packets++;
+    c->tot.rx_bytes += len;
     if (!rtx && h.pt != PT_OPUS && c->o.drop_every && ++c->rx_count % c->o.drop_every == 0)
         return;         /* simulated loss, repaired by NACK */
     const uint8_t *pl = pkt + h.payload_off;
@@ -253,6 +275,13 @@ static void publish_lines(pl_sfc_t *c, pl_sdp_out_media_t *m, size_t *n, char ms
     unsigned layers = c->o.layers == 3 ? 3 : 1;
     g_snprintf(msid[0], 32, "c%" G_GUINT64_FORMAT, c->o.id);
     g_snprintf(msid[1], 32, "v%" G_GUINT64_FORMAT, c->o.id);
+    if (!c->o.audio && !c->o.video) {     /* a pure subscriber tells what it decodes */
+        m[(*n)++] = (pl_sdp_out_media_t){ .kind = PL_MEDIA_AUDIO, .mid = "0",
+            .dir = PL_DIR_RECVONLY, .codec = &opus_codec, .exts = audio_exts, .n_exts = 3 };
+        m[(*n)++] = (pl_sdp_out_media_t){ .kind = PL_MEDIA_VIDEO, .mid = "1",
+            .dir = PL_DIR_RECVONLY, .codec = &vp8_codec, .exts = video_exts, .n_exts = 2 };
+        return;
+    }
     if (c->o.audio)
         m[(*n)++] = (pl_sdp_out_media_t){ .kind = PL_MEDIA_AUDIO, .mid = "0",
             .dir = PL_DIR_SENDONLY, .codec = &opus_codec, .exts = audio_exts, .n_exts = 3,
@@ -286,7 +315,9 @@ int pl_sfc_start(pl_sfc_t *c)
     const char *addrs[] = { "127.0.0.1" };
     pl_pc_opts_t po = { .ctx = c->o.ctx, .ssl_ctx = c->o.ssl_ctx, .controlling = true,
                         .addrs = addrs, .n_addrs = 1,
-                        .cbs = { on_state, on_rtp, on_rtcp, c } };
+                        .cbs = { .on_state = on_state, .on_rtp = on_rtp, .on_rtcp = on_rtcp,
+                                 .on_srtp_raw = c->o.count_only ? on_srtp_raw : NULL,
+                                 .arg = c } };
     int rc = pl_pc_create(&po, &c->pc);
     if (rc < 0)
         return rc;
@@ -341,8 +372,12 @@ static void answer_offer(pl_sfc_t *c, const pl_sdp_desc_t *d)
                                      .exts = om->exts, .n_exts = om->n_exts,
                                      .rejected = om->port == 0 || !codec };
         for (size_t k = 0; k < n_mine; k++)
-            if (strcmp(mine[k].mid, om->mid) == 0)
+            if (strcmp(mine[k].mid, om->mid) == 0) {
                 m[i] = mine[k];
+                if (m[i].dir == PL_DIR_RECVONLY)
+                    m[i].dir = PL_DIR_INACTIVE;     /* the SFU left it idle */
+                m[i].n_exts = m[i].dir == PL_DIR_INACTIVE ? 0 : m[i].n_exts;
+            }
         if (m[i].dir == PL_DIR_INACTIVE && (om->dir & PL_DIR_SENDONLY)) {
             m[i].dir = PL_DIR_RECVONLY;
             learn_stream(c, om);

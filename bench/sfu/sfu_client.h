@@ -31,10 +31,13 @@ typedef struct pl_sfc_opts {
     SSL_CTX *ssl_ctx;
     const char *fingerprint;        /* of ssl_ctx's certificate ("AB:CD:...") */
     uint64_t id;                    /* participant id (goes into the payload marks) */
-    bool audio, video;
+    bool audio, video;              /* what it publishes; neither: it offers receive-only
+                                       audio and video lines (a pure subscriber) */
     unsigned layers;                /* video layers: 1, or 3 (simulcast q/h/f) */
     unsigned video_kbps;            /* top layer bitrate; lower layers 1/4 and 1/16 */
     unsigned drop_every;            /* drop every n-th received video packet (0: none) */
+    bool count_only;                /* receivers: count packets and sequence gaps from the
+                                       clear SRTP header, no decryption (load tool) */
     pl_sfc_signal_fn signal;
     void *arg;
 } pl_sfc_opts_t;
@@ -72,6 +75,7 @@ const pl_sfc_src_stats_t *pl_sfc_source(const pl_sfc_t *c, uint64_t publisher);
 typedef struct pl_sfc_totals {
     uint64_t sent_packets, sent_bytes, plis_received, nacks_sent, offers, answers, errors;
     uint64_t remb_bps;
+    uint64_t rx_packets, rx_bytes, rx_gaps;     /* all received RTP (gaps: missing seqs) */
 } pl_sfc_totals_t;
 void pl_sfc_totals(const pl_sfc_t *c, pl_sfc_totals_t *out);
 

@@ -171,8 +171,11 @@ static gpointer loop_main(gpointer arg)
     g_source_destroy(ml->tick);
     g_source_unref(ml->tick);
     g_source_destroy(ml->mailbox);
-    while (g_main_context_iteration(ml->ctx, FALSE))
-        ;           /* releases libnice agents queued by pl_pc_destroy */
+    /* Release the libnice agents queued by pl_pc_destroy; bounded, since peers may
+     * keep sending to sockets that are about to close. */
+    gint64 end = g_get_monotonic_time() + 500 * 1000;
+    while (g_main_context_iteration(ml->ctx, FALSE) && g_get_monotonic_time() < end)
+        ;
     g_main_context_pop_thread_default(ml->ctx);
     return NULL;
 }
@@ -222,7 +225,7 @@ int pl_sfu_create(const pl_config_t *cfg, pl_metrics_t *metrics, const pl_sfu_si
     sfu->own_metrics = metrics == NULL;
     sfu->metrics = metrics ? metrics : pl_metrics_create();
     pl_sfu_metrics_register(sfu->metrics, &sfu->ids);
-    sfu->ssl_ctx = pl_dtls_ctx_create(sfu->fingerprint, sizeof(sfu->fingerprint));
+    sfu->ssl_ctx = pl_dtls_ctx_create(NULL, sfu->fingerprint, sizeof(sfu->fingerprint));
     if (!sfu->ssl_ctx) {
         pl_log_error("sfu.dtls.failed", "error=\"cannot create the DTLS context\"");
         rc = PL_ECRYPTO;

@@ -127,7 +127,7 @@ void pl_dtls_fingerprint_str(const uint8_t *md, size_t n, char *out, size_t cap)
     out[o < cap ? o : cap - 1] = '\0';
 }
 
-SSL_CTX *pl_dtls_ctx_create(char *fp, size_t fp_cap)
+SSL_CTX *pl_dtls_ctx_create(const char *profiles, char *fp, size_t fp_cap)
 {
     pthread_once(&g_once, once_init);
     if (!g_srtp_ok || !g_bio_method)
@@ -147,7 +147,8 @@ SSL_CTX *pl_dtls_ctx_create(char *fp, size_t fp_cap)
         SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:"
                                 "ECDHE-ECDSA-AES256-GCM-SHA384:"
                                 "ECDHE-ECDSA-CHACHA20-POLY1305") != 1 ||
-        SSL_CTX_set_tlsext_use_srtp(ctx, "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80") != 0 ||
+        SSL_CTX_set_tlsext_use_srtp(ctx, profiles ? profiles
+                                            : "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80") != 0 ||
         X509_digest(cert, EVP_sha256(), md, &mdlen) != 1)
         goto fail;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_any);

@@ -352,7 +352,8 @@ static int ensure_pc(sfu_part_t *p)
     pl_pc_opts_t o = { .ctx = p->ml->ctx, .ssl_ctx = sfu->ssl_ctx, .controlling = false,
                        .addrs = addrs, .n_addrs = sfu->set.n_addrs,
                        .port_min = sfu->set.port_min, .port_max = sfu->set.port_max,
-                       .cbs = { sfu_on_pc_state, sfu_on_rtp, sfu_on_rtcp, p } };
+                       .cbs = { .on_state = sfu_on_pc_state, .on_rtp = sfu_on_rtp,
+                                .on_rtcp = sfu_on_rtcp, .arg = p } };
     int rc = pl_pc_create(&o, &p->pc);
     if (rc < 0)
         return rc;

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <netinet/in.h>
 
 #include <openssl/err.h>
 
@@ -39,10 +40,51 @@ static void fail(pl_pc_t *pc, const char *reason)
     set_state(pc, PL_PC_FAILED, reason);
 }
 
+/* Sends one datagram on the selected pair. Returns the bytes sent or -1. */
+static gint pc_send(pl_pc_t *pc, const uint8_t *data, size_t len)
+{
+    if (pc->direct) {
+        ssize_t n = sendto(pc->direct_fd, data, len, MSG_DONTWAIT,
+                           (const struct sockaddr *)&pc->direct_to, pc->direct_len);
+        return (gint)n;
+    }
+    return pc->agent ? nice_agent_send(pc->agent, pc->stream, 1, (guint)len,
+                                       (const gchar *)data) : -1;
+}
+
 void pl_pc_send_raw(pl_pc_t *pc, const uint8_t *data, size_t len)
 {
-    if (pc->agent)
-        (void)nice_agent_send(pc->agent, pc->stream, 1, (guint)len, (const gchar *)data);
+    (void)pc_send(pc, data, len);
+}
+
+static void drop_direct(pl_pc_t *pc)
+{
+    if (pc->direct)
+        g_object_unref(pc->direct);
+    pc->direct = NULL;
+    pc->direct_fd = -1;
+}
+
+/* RFC 8445 §8.1.1: once a pair is nominated, media uses it. libnice reports every
+ * change; a host (or reflexive) UDP pair gets the direct path, anything else (TURN,
+ * TCP) stays with nice_agent_send. */
+static void on_selected_pair(NiceAgent *agent, guint stream, guint comp, NiceCandidate *l,
+                             NiceCandidate *r, gpointer data)
+{
+    pl_pc_t *pc = data;
+    drop_direct(pc);
+    if (l->transport != NICE_CANDIDATE_TRANSPORT_UDP || l->type == NICE_CANDIDATE_TYPE_RELAYED ||
+        r->type == NICE_CANDIDATE_TYPE_RELAYED)
+        return;
+    GSocket *s = nice_agent_get_selected_socket(agent, stream, comp);
+    if (!s)
+        return;
+    memset(&pc->direct_to, 0, sizeof(pc->direct_to));
+    nice_address_copy_to_sockaddr(&r->addr, (struct sockaddr *)&pc->direct_to);
+    pc->direct_len = pc->direct_to.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                         : sizeof(struct sockaddr_in);
+    pc->direct = s;
+    pc->direct_fd = g_socket_get_fd(s);
 }
 
 /* ---- DTLS ---------------------------------------------------------------------------- */
@@ -183,12 +225,18 @@ static void srtp_input(pl_pc_t *pc, const uint8_t *buf, size_t len, bool rtcp)
 {
     if (!pc->srtp_ready || len > sizeof(pc->rx))
         return;
+    if (!rtcp && pc->cbs.on_srtp_raw) {
+        pc->cbs.on_srtp_raw(pc->cbs.arg, buf, len);
+        return;
+    }
     memcpy(pc->rx, buf, len);
     int n = (int)len;
     srtp_err_status_t st = rtcp ? srtp_unprotect_rtcp(pc->srtp_in, pc->rx, &n)
                                 : srtp_unprotect(pc->srtp_in, pc->rx, &n);
-    if (st != srtp_err_status_ok)
-        return;         /* replay, bad tag: counted by the caller's rx gap logic */
+    if (st != srtp_err_status_ok) {
+        pc->srtp_errors++;
+        return;         /* replay or bad tag */
+    }
     if (rtcp) {
         if (pc->cbs.on_rtcp)
             pc->cbs.on_rtcp(pc->cbs.arg, pc->rx, (size_t)n, sizeof(pc->rx));
@@ -254,6 +302,7 @@ static void on_component_state(NiceAgent *agent, guint stream, guint comp, guint
 int pl_pc_create(const pl_pc_opts_t *o, pl_pc_t **out)
 {
     pl_pc_t *pc = pl_xcalloc(1, sizeof(*pc));
+    pc->direct_fd = -1;
     pc->ctx = o->ctx;
     pc->cbs = o->cbs;
     pc->ssl_ctx = o->ssl_ctx;
@@ -277,6 +326,7 @@ int pl_pc_create(const pl_pc_opts_t *o, pl_pc_t **out)
     if (o->port_min && o->port_max)
         nice_agent_set_port_range(pc->agent, pc->stream, 1, o->port_min, o->port_max);
     g_signal_connect(pc->agent, "component-state-changed", G_CALLBACK(on_component_state), pc);
+    g_signal_connect(pc->agent, "new-selected-pair-full", G_CALLBACK(on_selected_pair), pc);
     nice_agent_attach_recv(pc->agent, pc->stream, 1, o->ctx, on_recv, pc);
     if (!nice_agent_gather_candidates(pc->agent, pc->stream) ||
         !nice_agent_get_local_credentials(pc->agent, pc->stream, &pc->ufrag, &pc->pwd))
@@ -299,6 +349,7 @@ void pl_pc_destroy(pl_pc_t *pc)
     if (!pc)
         return;
     dtls_cancel_timer(pc);
+    drop_direct(pc);
     if (pc->agent) {
         /* Detach first so no callback reaches the freed pc; release the agent from an
          * idle source (or when the context goes), never from inside its own signal. */
@@ -306,6 +357,9 @@ void pl_pc_destroy(pl_pc_t *pc)
             nice_agent_attach_recv(pc->agent, pc->stream, 1, pc->ctx, NULL, NULL);
         g_signal_handlers_disconnect_by_data(pc->agent, pc);
         GSource *s = g_idle_source_new();
+        /* Above the sockets' priority: with packets still arriving, an idle-priority
+         * source would starve and the agent (and its sockets) never go. */
+        g_source_set_priority(s, G_PRIORITY_HIGH);
         g_source_set_callback(s, idle_nothing, pc->agent, g_object_unref);
         g_source_attach(s, pc->ctx);
         g_source_unref(s);
@@ -327,6 +381,12 @@ void pl_pc_destroy(pl_pc_t *pc)
 const char *pl_pc_ufrag(const pl_pc_t *pc) { return pc->ufrag; }
 const char *pl_pc_pwd(const pl_pc_t *pc) { return pc->pwd; }
 pl_pc_state_t pl_pc_state(const pl_pc_t *pc) { return pc->state; }
+uint64_t pl_pc_take_srtp_errors(pl_pc_t *pc)
+{
+    uint64_t n = pc->srtp_errors;
+    pc->srtp_errors = 0;
+    return n;
+}
 const char *pl_pc_srtp_profile(const pl_pc_t *pc) { return pc->profile ? pc->profile : ""; }
 
 void pl_pc_foreach_candidate(pl_pc_t *pc, void (*fn)(void *arg, const char *cand), void *arg)
@@ -400,8 +460,7 @@ static int srtp_send(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap, bool rtc
                                 : srtp_protect(pc->srtp_out, pkt, &n);
     if (st != srtp_err_status_ok)
         return PL_ECRYPTO;
-    gint sent = nice_agent_send(pc->agent, pc->stream, 1, (guint)n, (const gchar *)pkt);
-    return sent == n ? 0 : -EAGAIN;
+    return pc_send(pc, pkt, (size_t)n) == n ? 0 : -EAGAIN;
 }
 
 int pl_pc_send_rtp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap)

@@ -38,6 +38,9 @@ typedef struct pl_pc_cbs {
     void (*on_state)(void *arg, pl_pc_state_t state, const char *reason);
     void (*on_rtp)(void *arg, uint8_t *pkt, size_t len, size_t cap);
     void (*on_rtcp)(void *arg, uint8_t *pkt, size_t len, size_t cap);
+    /* Load tools only: when set, RTP is handed over still encrypted (the header is in
+     * clear text in SRTP) and on_rtp is not called: no decryption cost. */
+    void (*on_srtp_raw)(void *arg, const uint8_t *pkt, size_t len);
     void *arg;
 } pl_pc_cbs_t;
 
@@ -91,6 +94,8 @@ int pl_pc_send_rtp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap);
 int pl_pc_send_rtcp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap);
 
 pl_pc_state_t pl_pc_state(const pl_pc_t *pc);
+/* Packets that failed SRTP/SRTCP authentication or replay checks since the last call. */
+uint64_t pl_pc_take_srtp_errors(pl_pc_t *pc);
 /* The negotiated SRTP profile name ("AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80") or
  * "" before the handshake. */
 const char *pl_pc_srtp_profile(const pl_pc_t *pc);
@@ -98,9 +103,10 @@ const char *pl_pc_srtp_profile(const pl_pc_t *pc);
 /* ---- DTLS context ------------------------------------------------------------------ */
 
 /* Creates the DTLS 1.2 SSL_CTX with a fresh self-signed ECDSA P-256 certificate and
- * the SRTP profiles AEAD_AES_128_GCM and AES_CM_128_HMAC_SHA1_80 (that preference), and
- * writes its fingerprint ("AB:CD:...", SHA-256) into fp (>= 96 bytes). Returns an owned
- * SSL_CTX or NULL (OpenSSL failure). Also initializes libsrtp once per process. */
-SSL_CTX *pl_dtls_ctx_create(char *fp, size_t fp_cap);
+ * the SRTP profiles (OpenSSL names; NULL = "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80",
+ * that preference), and writes its fingerprint ("AB:CD:...", SHA-256) into fp (>= 96
+ * bytes). Returns an owned SSL_CTX or NULL (OpenSSL failure). Also initializes libsrtp
+ * once per process. */
+SSL_CTX *pl_dtls_ctx_create(const char *profiles, char *fp, size_t fp_cap);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <nice/agent.h>
 #include <srtp2/srtp.h>
+#include <sys/socket.h>
 
 #define PL_DTLS_MTU 1200
 #define PL_PC_EARLY_MAX 8           /* DTLS datagrams kept before the role is known */
@@ -35,6 +36,14 @@ struct pl_pc {
     srtp_t srtp_in, srtp_out;
     bool srtp_ready;
     const char *profile;
+    uint64_t srtp_errors;           /* packets that failed to unprotect */
+    /* Fast path: the selected pair's own UDP socket and the peer's address, so media
+     * goes out with one sendto instead of through libnice's locks and GSocket layers.
+     * NULL when the pair is relayed or not UDP (then nice_agent_send). */
+    GSocket *direct;
+    int direct_fd;
+    struct sockaddr_storage direct_to;
+    socklen_t direct_len;
     uint8_t rx[PL_PC_BUF];
 };
 
