@@ -7,7 +7,8 @@
  *   sessions     the first non-ChannelData datagram from a new client address opens a
  *                "session": a UDP relay socket on relay-ip:0 in the thread's epoll set
  *                (an allocation without Allocate); the datagram is echoed as the ack.
- *                The lookup is an array indexed by the client's port (loopback only).
+ *                The lookup is an array indexed by the client's port (loopback only);
+ *                a hello from a known port is acked again (a later run reusing it).
  *   client->peer recvmmsg (batch 32) on the listener; per datagram, strip the 4-byte
  *                ChannelData header and sendto() the payload on the session's relay
  *                socket to the peer (one system call per datagram, as parleyd).
@@ -139,6 +140,10 @@ static void on_listener(worker_t *w)
                     w->c2p++;
             } else if (!s) {
                 open_session(w, src, p, len);
+            } else {
+                /* A new client that got an old one's port: ack again, same session. */
+                s->client = *src;
+                sendto(w->lfd, p, len, 0, (const struct sockaddr *)src, sizeof *src);
             }
         }
         if (n < BATCH)
