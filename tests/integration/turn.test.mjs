@@ -24,7 +24,9 @@ describe('TURN over UDP with coturn clients', { concurrency: true }, () => {
   });
   after(async () => {
     await peer?.stop();
-    await d?.stop();
+    const exit = await d?.stop();
+    // A clean exit: no sanitizer report, no leak, no crash at shutdown.
+    if (exit) assert.deepEqual(exit, { code: 0, signal: null }, d.logText.slice(-3000));
   });
 
   // Runs a uclient scenario and asserts zero loss: every message sent came back.
@@ -143,7 +145,9 @@ describe('TURN peer policy', () => {
   });
   after(async () => {
     await peer?.stop();
-    await d?.stop();
+    const exit = await d?.stop();
+    // A clean exit: no sanitizer report, no leak, no crash at shutdown.
+    if (exit) assert.deepEqual(exit, { code: 0, signal: null }, d.logText.slice(-3000));
   });
 
   test('relaying to 127.0.0.1 is refused with 403 when allowed_peers does not allow it', async () => {
