@@ -43,30 +43,34 @@ int64_t chat_deliver_queued(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d)
     return d->queued;
 }
 
-static void push_one(chat_op_t *op, chat_dev_t *d, const chat_msgdata_t *md, const char *body,
-                     json_t *hold)
+static void push_one(chat_op_t *op, chat_dev_t *d, const chat_msgdata_t *md,
+                     chat_body_t *body)
 {
-    chat_push_message(op, d->conn_id, md, body, hold);
+    chat_push_message(op, d->conn_id, md, body);
     d->inflight++;
     d->pushed_upto = md->message_id;
     pl_metric_inc(op->chat->shard, op->chat->m.pushed);
 }
 
 void chat_deliver_new(chat_op_t *op, chat_dev_t *d, const chat_msgdata_t *md,
-                      const char *body, json_t *hold)
+                      const char *text, chat_body_t **body)
 {
     chat_t *c = op->chat;
     if (d->queued >= 0)
         d->queued++;
-    if (d->conn_id) {
-        if (!d->paging && d->inflight < op->lim.window)
-            push_one(op, d, md, body, hold);
-        else
-            d->paging = true;       /* the next page picks it up */
+    bool live = d->conn_id && !d->paging && d->inflight < op->lim.window;
+    bool routed = !d->conn_id && c->router && d->account_id &&
+                  !pl_sig_device_conn(c->gw, d->device_id);
+    if (d->conn_id && !live)
+        d->paging = true;           /* the next page picks it up */
+    if (!live && !routed)
         return;
-    }
-    if (c->router && d->account_id && !pl_sig_device_conn(c->gw, d->device_id)) {
-        chat_push_t *p = chat_push_message(op, 0, md, body, hold);
+    if (!*body)
+        *body = chat_body_new(text ? text : "");
+    if (live) {
+        push_one(op, d, md, *body);
+    } else {
+        chat_push_t *p = chat_push_message(op, 0, md, *body);
         p->route_account = d->account_id;
         p->route_device = d->device_id;
     }
@@ -111,7 +115,9 @@ int chat_deliver_page(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         chat_msgdata_t md;
         row_to_md(st, &md);
-        push_one(op, d, &md, chat_sql_text(st, 2), NULL);
+        chat_body_t *b = chat_body_new(chat_sql_text(st, 2));
+        push_one(op, d, &md, b);
+        chat_body_unref(b);
         got++;
     }
     if (rc != SQLITE_DONE)

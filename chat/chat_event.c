@@ -91,11 +91,13 @@ int chat_event_emit(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
         chat_msgdata_t md = { .message_id = id, .from_id = op->account_id,
                               .from_device = op->device_id, .group_id = group_id,
                               .sent_at = op->now_ms, .event = true };
+        chat_body_t *shared = NULL;
         for (long i = 0; i < n; i++) {
             chat_dev_t *d = chat_mem_dev(op->chat->mem, devs[2 * i], true);
             d->account_id = devs[2 * i + 1];
-            chat_deliver_new(op, d, &md, text, NULL);
+            chat_deliver_new(op, d, &md, text, &shared);
         }
+        chat_body_unref(shared);
         pl_metric_inc(op->chat->shard, op->chat->m.events);
     }
     free(text);

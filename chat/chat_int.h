@@ -99,6 +99,19 @@ typedef void (*chat_text_fn)(chat_op_t *op, pl_buf_t *b);
 
 typedef struct chat_push chat_push_t;
 
+/* An immutable text shared by the pushes of one message (a group's ciphertext goes to
+ * every member device): a C11 atomic count, so threads share it without sharing a
+ * jansson object (whose refcount checks are not thread-safe). */
+typedef struct chat_body {
+    _Atomic uint32_t refs;
+    size_t len;
+    char text[];
+} chat_body_t;
+
+chat_body_t *chat_body_new(const char *s);      /* count 1 */
+chat_body_t *chat_body_ref(chat_body_t *b);
+void chat_body_unref(chat_body_t *b);
+
 /* A direct message's envelope, checked by the handler. */
 typedef struct chat_env {
     uint64_t device_id;
@@ -124,7 +137,8 @@ struct chat_op {
     char username[CHAT_USERNAME_MAX + 1];
     json_t *req_id;                 /* a private copy of the request id, or NULL */
     char rtype[80];                 /* "<type>.result" */
-    json_t *in;                     /* a reference to the validated frame (read-only) */
+    json_t *in;                     /* a private copy of the validated frame: the op's
+                                       alone, so it may travel between threads */
     uint64_t now_ms;                /* wall clock when the op was made */
     uint64_t t0_us;                 /* monotonic, for the typing deadline */
     chat_limits_t lim;
@@ -209,9 +223,7 @@ struct chat_push {
     uint8_t kind;
     uint64_t deadline_us;           /* monotonic; 0 = none (typing: drop when late) */
     chat_msgdata_t md;
-    const char *body;               /* borrowed from hold, or owned */
-    json_t *hold;                   /* keeps body alive */
-    char *owned;
+    chat_body_t *body;              /* CHAT_PUSH_MESSAGE: shared, counted */
     json_t *frame;                  /* CHAT_PUSH_FRAME (owned) */
     chat_receipt_t *rcpt;           /* CHAT_PUSH_RECEIPTS (owned), user in md.from */
     size_t n_rcpt;
@@ -219,9 +231,9 @@ struct chat_push {
 
 /* Queues a push of a ready frame (owned) to a local connection. Store thread. */
 void chat_push_frame(chat_op_t *op, uint64_t conn_id, json_t *frame);
-/* Queues a chat.message push; body is copied unless hold is given (then referenced). */
+/* Queues a chat.message push of body (a reference is taken). */
 chat_push_t *chat_push_message(chat_op_t *op, uint64_t conn_id, const chat_msgdata_t *md,
-                               const char *body, json_t *hold);
+                               chat_body_t *body);
 void chat_push_empty(chat_op_t *op, uint64_t conn_id);
 /* Sends frame (owned) to every chat-synced device of account on this node, except
  * except_device; with a router, devices on other nodes get it through the router. */
@@ -374,9 +386,10 @@ int chat_deliver_page(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d);
 int64_t chat_deliver_queued(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d);
 /* Called for every envelope inserted for device d (message md): counts it, and pushes
  * it live when d is synced here and its window has room; otherwise routes it (other
- * node) or leaves it for the next page. body/hold as chat_push_message. */
+ * node) or leaves it for the next page. *body is created from text on first need and
+ * shared by later calls; the caller unrefs it (if set) when done. */
 void chat_deliver_new(chat_op_t *op, chat_dev_t *d, const chat_msgdata_t *md,
-                      const char *body, json_t *hold);
+                      const char *text, chat_body_t **body);
 /* The connection ops of the gateway hooks and chat.sync. */
 void chat_deliver_conn_up(chat_t *c, const pl_sig_conn_info_t *ci);
 void chat_deliver_conn_down(chat_t *c, const pl_sig_conn_info_t *ci);

@@ -49,7 +49,10 @@ chat_op_t *chat_op_new(chat_t *c, const pl_sig_req_t *req, chat_exec_fn exec)
     snprintf(op->username, sizeof(op->username), "%s", req->username);
     op->req_id = req->id ? json_deep_copy(req->id) : NULL;
     snprintf(op->rtype, sizeof(op->rtype), "%s.result", req->type);
-    op->in = json_incref(req->frame);
+    /* A copy, not a reference: jansson's refcount checks are plain reads, so one
+     * object must not be referenced from two threads (the gateway drops its own frame
+     * while the store thread works on the op; ThreadSanitizer saw it). */
+    op->in = json_deep_copy(req->frame);
     return op;
 }
 

@@ -27,12 +27,33 @@ static chat_push_t *push_new(chat_op_t *op, uint64_t conn_id, uint8_t kind)
     return p;
 }
 
+chat_body_t *chat_body_new(const char *s)
+{
+    size_t n = strlen(s);
+    chat_body_t *b = pl_xmalloc(sizeof(*b) + n + 1);
+    atomic_init(&b->refs, 1);
+    b->len = n;
+    memcpy(b->text, s, n + 1);
+    return b;
+}
+
+chat_body_t *chat_body_ref(chat_body_t *b)
+{
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    return b;
+}
+
+void chat_body_unref(chat_body_t *b)
+{
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        free(b);
+}
+
 void chat_push_free(chat_push_t *p)
 {
     free(p->rcpt);
-    json_decref(p->hold);
+    chat_body_unref(p->body);
     json_decref(p->frame);
-    free(p->owned);
     free(p);
 }
 
@@ -42,17 +63,11 @@ void chat_push_frame(chat_op_t *op, uint64_t conn_id, json_t *frame)
 }
 
 chat_push_t *chat_push_message(chat_op_t *op, uint64_t conn_id, const chat_msgdata_t *md,
-                               const char *body, json_t *hold)
+                               chat_body_t *body)
 {
     chat_push_t *p = push_new(op, conn_id, CHAT_PUSH_MESSAGE);
     p->md = *md;
-    if (hold) {
-        p->hold = json_incref(hold);
-        p->body = body;
-    } else {
-        p->owned = pl_xstrdup(body ? body : "");
-        p->body = p->owned;
-    }
+    p->body = chat_body_ref(body);
     return p;
 }
 
@@ -212,7 +227,7 @@ static json_t *push_take_frame(chat_push_t *p)
 {
     switch (p->kind) {
     case CHAT_PUSH_MESSAGE:
-        return chat_msg_frame(&p->md, p->body);
+        return chat_msg_frame(&p->md, p->body->text);
     case CHAT_PUSH_EMPTY:
         return json_pack("{s:s}", "type", "chat.queue_empty");
     default: {
@@ -238,7 +253,7 @@ static void push_run(pl_loop_t *loop, pl_msg_t *msg)
     if (p->kind == CHAT_PUSH_MESSAGE && !p->md.event) {
         pl_buf_t b;
         pl_buf_init(&b);
-        chat_msg_text(&p->md, p->body, &b);
+        chat_msg_text(&p->md, p->body->text, &b);
         pl_sig_send_text(p->gw, p->conn_id, "chat.message", b.data, b.len);
         pl_buf_deinit(&b);
     } else if (p->kind == CHAT_PUSH_RECEIPTS) {

@@ -232,9 +232,11 @@ static int exec_direct(chat_op_t *op, pl_store_conn_t *conn)
     chat_msgdata_t md;
     md_init(op, &md, id, 0, client_id);
     for (size_t i = 0; i < op->n_envs; i++) {
+        chat_body_t *body = NULL;
         md.ctype = op->envs[i].ctype;
         chat_deliver_new(op, chat_mem_dev(op->chat->mem, op->envs[i].device_id, true), &md,
-                         op->envs[i].body, op->in);
+                         op->envs[i].body, &body);
+        chat_body_unref(body);
     }
     pl_metric_inc(op->chat->shard, op->chat->m.sent_direct);
     return 0;
@@ -359,9 +361,11 @@ static int exec_group(chat_op_t *op, pl_store_conn_t *conn)
         chat_msgdata_t md;
         md_init(op, &md, id, group_id, client_id);
         md.ctype = r.ctype;
+        chat_body_t *shared = NULL;     /* one copy of the ciphertext for every push */
         for (size_t i = 0; i < kept; i++)
             chat_deliver_new(op, chat_mem_dev(op->chat->mem, devs[2 * i], false), &md, body,
-                             op->in);
+                             &shared);
+        chat_body_unref(shared);
         if (json_array_size(undelivered))
             json_object_set(chat_op_result(op), "undelivered", undelivered);
         pl_metric_inc(op->chat->shard, op->chat->m.sent_group);
@@ -448,7 +452,8 @@ static void h_send(pl_sig_req_t *req, void *arg)
             chat_op_free(op);
             return;
         }
-        if (parse_envelopes(req, op, json_object_get(f, "envelopes")) < 0) {
+        /* Body pointers must point into the op's own copy of the frame. */
+        if (parse_envelopes(req, op, json_object_get(op->in, "envelopes")) < 0) {
             chat_op_free(op);
             return;
         }
