@@ -191,9 +191,8 @@ static int exec_ack(chat_op_t *op, pl_store_conn_t *conn)
     d->account_id = op->account_id;
     receipts_t r;
     chat_map_init(&r.by_sender);
-    json_t *upto = json_object_get(op->in, "upto");
     int rc = 0;
-    if (upto) {
+    if (op->target) {
         sqlite3_stmt *del = pl_store_prepare(conn,
             "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id <= ?2"
             " RETURNING message_id");
@@ -201,7 +200,7 @@ static int exec_ack(chat_op_t *op, pl_store_conn_t *conn)
             rc = PL_ESTATE;
         else {
             sqlite3_bind_int64(del, 1, (sqlite3_int64)op->device_id);
-            sqlite3_bind_int64(del, 2, (sqlite3_int64)json_integer_value(upto));
+            sqlite3_bind_int64(del, 2, (sqlite3_int64)op->target);
             rc = ack_deleted(op, conn, d, &r, del);
         }
     }
@@ -257,7 +256,8 @@ static int parse_ids(pl_sig_req_t *req, chat_op_t *op, bool required)
 
 static void h_ack(pl_sig_req_t *req, void *arg)
 {
-    chat_op_t *op = chat_op_new(arg, req, exec_ack);
+    chat_op_t *op = chat_op_new_bare(arg, req, exec_ack);
+    op->target = (uint64_t)json_integer_value(json_object_get(req->frame, "upto"));
     op->finish = finish_ack;
     /* Without an id an acknowledgement is fire-and-forget: a busy client saves a frame
      * per ack (docs/PROTOCOL.md); with one, the result says it is committed. */
@@ -400,7 +400,7 @@ static void finish_read(chat_op_t *op, json_t *f)
 
 static void h_read(pl_sig_req_t *req, void *arg)
 {
-    chat_op_t *op = chat_op_new(arg, req, exec_read);
+    chat_op_t *op = chat_op_new_bare(arg, req, exec_read);
     op->finish = finish_read;
     if (parse_ids(req, op, true) < 0) {
         chat_op_free(op);

@@ -138,7 +138,14 @@ struct chat_op {
     json_t *req_id;                 /* a private copy of the request id, or NULL */
     char rtype[80];                 /* "<type>.result" */
     json_t *in;                     /* a private copy of the validated frame: the op's
-                                       alone, so it may travel between threads */
+                                       alone, so it may travel between threads; NULL
+                                       for the hot ops, which copy what they need: */
+    char *arena;                    /* owned: the strings below point into it */
+    const char *client_id;          /* chat.send */
+    const char *text;               /* chat.send to a group: the ciphertext */
+    char to[CHAT_USERNAME_MAX + 1]; /* chat.send direct: the recipient, normalized */
+    uint64_t target;                /* chat.send group id; chat.ack upto */
+    int ctype;
     uint64_t now_ms;                /* wall clock when the op was made */
     uint64_t t0_us;                 /* monotonic, for the typing deadline */
     chat_limits_t lim;
@@ -158,8 +165,10 @@ struct chat_op {
     int ival;
 };
 
-/* Makes an op for a request (copies identity, id, type; takes a frame reference). */
+/* Makes an op for a request (copies identity, id, type and the frame). */
 chat_op_t *chat_op_new(chat_t *c, const pl_sig_req_t *req, chat_exec_fn exec);
+/* The same without the frame copy: the handler copies what the exec needs. */
+chat_op_t *chat_op_new_bare(chat_t *c, const pl_sig_req_t *req, chat_exec_fn exec);
 /* An internal op (no requester). */
 chat_op_t *chat_op_new_internal(chat_t *c, chat_exec_fn exec);
 void chat_op_free(chat_op_t *op);

@@ -39,7 +39,7 @@ static chat_op_t *op_alloc(chat_t *c, chat_exec_fn exec)
     return op;
 }
 
-chat_op_t *chat_op_new(chat_t *c, const pl_sig_req_t *req, chat_exec_fn exec)
+chat_op_t *chat_op_new_bare(chat_t *c, const pl_sig_req_t *req, chat_exec_fn exec)
 {
     chat_op_t *op = op_alloc(c, exec);
     op->conn_id = req->conn_id;
@@ -49,6 +49,12 @@ chat_op_t *chat_op_new(chat_t *c, const pl_sig_req_t *req, chat_exec_fn exec)
     snprintf(op->username, sizeof(op->username), "%s", req->username);
     op->req_id = req->id ? json_deep_copy(req->id) : NULL;
     snprintf(op->rtype, sizeof(op->rtype), "%s.result", req->type);
+    return op;
+}
+
+chat_op_t *chat_op_new(chat_t *c, const pl_sig_req_t *req, chat_exec_fn exec)
+{
+    chat_op_t *op = chat_op_new_bare(c, req, exec);
     /* A copy, not a reference: jansson's refcount checks are plain reads, so one
      * object must not be referenced from two threads (the gateway drops its own frame
      * while the store thread works on the op; ThreadSanitizer saw it). */
@@ -74,6 +80,7 @@ void chat_op_free(chat_op_t *op)
     json_decref(op->err_extra);
     json_decref(op->result);
     free(op->envs);
+    free(op->arena);
     free(op);
 }
 

@@ -165,7 +165,7 @@ static int parse_ids(pl_sig_req_t *req, chat_op_t *op)
 
 static void h_status(pl_sig_req_t *req, void *arg)
 {
-    chat_op_t *op = chat_op_new(arg, req, exec_status);
+    chat_op_t *op = chat_op_new_bare(arg, req, exec_status);
     if (parse_ids(req, op) < 0) {
         chat_op_free(op);
         return;
@@ -213,7 +213,7 @@ static int exec_get(chat_op_t *op, pl_store_conn_t *conn)
 
 static void h_get(pl_sig_req_t *req, void *arg)
 {
-    chat_op_t *op = chat_op_new(arg, req, exec_get);
+    chat_op_t *op = chat_op_new_bare(arg, req, exec_get);
     if (parse_ids(req, op) < 0) {
         chat_op_free(op);
         return;

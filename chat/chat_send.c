@@ -203,9 +203,7 @@ static int insert_or_duplicate(chat_op_t *op, pl_store_conn_t *conn, const char 
 
 static int exec_direct(chat_op_t *op, pl_store_conn_t *conn)
 {
-    const char *client_id = json_string_value(json_object_get(op->in, "client_id"));
-    char name[CHAT_USERNAME_MAX + 1];
-    chat_username_norm(json_string_value(json_object_get(op->in, "to")), name);
+    const char *client_id = op->client_id, *name = op->to;
     int64_t peer = chat_lookup_account(op, conn, name);
     if (peer < 0)
         return (int)peer;
@@ -317,9 +315,8 @@ static int check_group(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
 
 static int exec_group(chat_op_t *op, pl_store_conn_t *conn)
 {
-    const char *client_id = json_string_value(json_object_get(op->in, "client_id"));
-    const char *body = json_string_value(json_object_get(op->in, "body"));
-    uint64_t group_id = (uint64_t)json_integer_value(json_object_get(op->in, "group_id"));
+    const char *client_id = op->client_id, *body = op->text;
+    uint64_t group_id = op->target;
     int64_t n_members = 0;
     int rc = check_group(op, conn, group_id, &n_members);
     if (rc <= 0)
@@ -347,7 +344,7 @@ static int exec_group(chat_op_t *op, pl_store_conn_t *conn)
         }
     }
     msg_row_t r = { .group_id = group_id, .conv_b = group_id, .body = body,
-                    .ctype = (int)json_integer_value(json_object_get(op->in, "ctype")),
+                    .ctype = op->ctype,
                     .pending = (int64_t)kept, .members = n_members - 1 };
     uint64_t id = 0;
     bool fresh = false;
@@ -397,7 +394,25 @@ static int env_cmp(const void *a, const void *b)
     return x->device_id < y->device_id ? -1 : x->device_id > y->device_id;
 }
 
-/* Parses and checks the envelopes into op. Returns 0, or -1 after replying. */
+/* Copies the strings the exec needs into one allocation (the gateway's frame is
+ * freed when the handler returns): the client id, then the body or each envelope's. */
+static void copy_strings(chat_op_t *op, const char *client_id, const char *group_body)
+{
+    size_t n = strlen(client_id) + 1 + (group_body ? strlen(group_body) + 1 : 0);
+    for (size_t i = 0; i < op->n_envs; i++)
+        n += strlen(op->envs[i].body) + 1;
+    char *p = op->arena = pl_xmalloc(n);
+#define PUT(dst, src) do { size_t k_ = strlen(src) + 1; memcpy(p, src, k_); dst = p; p += k_; } while (0)
+    PUT(op->client_id, client_id);
+    if (group_body)
+        PUT(op->text, group_body);
+    for (size_t i = 0; i < op->n_envs; i++)
+        PUT(op->envs[i].body, op->envs[i].body);
+#undef PUT
+}
+
+/* Parses and checks the envelopes into op (bodies still the frame's). Returns 0, or -1
+ * after replying. */
 static int parse_envelopes(pl_sig_req_t *req, chat_op_t *op, const json_t *arr)
 {
     size_t n = json_array_size(arr);
@@ -417,7 +432,7 @@ static int parse_envelopes(pl_sig_req_t *req, chat_op_t *op, const json_t *arr)
         size_t len = json_string_length(body);
         if (len > op->lim.max_payload)
             return chat_reply_error(req, "payload_too_large", "an envelope's body is larger "
-                                      "than [chat] max_payload"), -1;
+                                    "than [chat] max_payload"), -1;
         if (!chat_b64_ok(json_string_value(body), len))
             return chat_reply_bad_field(req, "envelopes[%zu].body: not base64", i), -1;
         op->envs[i] = (chat_env_t){ (uint64_t)id, (int)ctype, json_string_value(body) };
@@ -430,12 +445,30 @@ static int parse_envelopes(pl_sig_req_t *req, chat_op_t *op, const json_t *arr)
     return 0;
 }
 
+/* Checks a group message's body. Returns 0, or -1 after replying. */
+static int check_group_body(pl_sig_req_t *req, chat_op_t *op, const json_t *body)
+{
+    if (!json_is_string(body)) {
+        chat_reply_bad_field(req, "field \"body\": required (base64)");
+        return -1;
+    }
+    if (json_string_length(body) > op->lim.max_payload) {
+        chat_reply_error(req, "payload_too_large", "body is larger than [chat] max_payload");
+        return -1;
+    }
+    if (!chat_b64_ok(json_string_value(body), json_string_length(body))) {
+        chat_reply_bad_field(req, "field \"body\": not base64");
+        return -1;
+    }
+    return 0;
+}
+
 static void h_send(pl_sig_req_t *req, void *arg)
 {
     json_t *f = req->frame;
     json_t *to = json_object_get(f, "to"), *group = json_object_get(f, "group_id");
-    char name[CHAT_USERNAME_MAX + 1];
-    if (!chat_client_id_ok(json_string_value(json_object_get(f, "client_id")))) {
+    const char *client_id = json_string_value(json_object_get(f, "client_id"));
+    if (!chat_client_id_ok(client_id)) {
         chat_reply_bad_field(req, "field \"client_id\": 1-64 of A-Z a-z 0-9 _ . : -");
         return;
     }
@@ -443,36 +476,27 @@ static void h_send(pl_sig_req_t *req, void *arg)
         chat_reply_bad_field(req, "exactly one of \"to\" and \"group_id\"");
         return;
     }
-    chat_op_t *op = chat_op_new(arg, req, to ? exec_direct : exec_group);
+    /* The hot op: no frame copy, only the strings the exec needs. */
+    chat_op_t *op = chat_op_new_bare(arg, req, to ? exec_direct : exec_group);
     op->finish = finish_send;
     op->text_fn = text_send;
+    int rc;
     if (to) {
-        if (!chat_username_norm(json_string_value(to), name)) {
+        rc = chat_username_norm(json_string_value(to), op->to) ? 0 : -1;
+        if (rc < 0)
             chat_reply_error(req, "not_found", "no such user");
-            chat_op_free(op);
-            return;
-        }
-        /* Body pointers must point into the op's own copy of the frame. */
-        if (parse_envelopes(req, op, json_object_get(op->in, "envelopes")) < 0) {
-            chat_op_free(op);
-            return;
-        }
+        else
+            rc = parse_envelopes(req, op, json_object_get(f, "envelopes"));
     } else {
-        json_t *body = json_object_get(f, "body");
-        const char *why = !json_is_string(body) ? "field \"body\": required (base64)" :
-            !chat_b64_ok(json_string_value(body), json_string_length(body)) ?
-            "field \"body\": not base64" : NULL;
-        if (json_is_string(body) && json_string_length(body) > op->lim.max_payload) {
-            chat_reply_error(req, "payload_too_large", "body is larger than [chat] max_payload");
-            chat_op_free(op);
-            return;
-        }
-        if (why) {
-            chat_reply_bad_field(req, "%s", why);
-            chat_op_free(op);
-            return;
-        }
+        op->target = (uint64_t)json_integer_value(group);
+        op->ctype = (int)json_integer_value(json_object_get(f, "ctype"));
+        rc = check_group_body(req, op, json_object_get(f, "body"));
     }
+    if (rc < 0) {
+        chat_op_free(op);
+        return;
+    }
+    copy_strings(op, client_id, to ? NULL : json_string_value(json_object_get(f, "body")));
     chat_op_submit(op);
 }
 
