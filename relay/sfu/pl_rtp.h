@@ -166,6 +166,7 @@ int pl_rtp_frame_info(pl_codec_t c, const uint8_t *payload, size_t len,
 
 typedef struct pl_rtp_munger {
     bool started;
+    bool resync;                /* treat the next packet as a new source */
     uint32_t src_ssrc;          /* the source currently forwarded */
     uint16_t seq_offset;        /* out = in + offset (mod 2^16) */
     uint32_t ts_offset;
@@ -190,6 +191,13 @@ int pl_rtp_munger_map(pl_rtp_munger_t *m, uint32_t src_ssrc, uint16_t in_seq,
  * only when it is the next in order, so later packets shift down by one. Otherwise the
  * caller must forward it (false). */
 bool pl_rtp_munger_drop(pl_rtp_munger_t *m, uint32_t src_ssrc, uint16_t in_seq);
+
+/* Makes the next packet start a new segment as if the source had switched (after a
+ * pause in forwarding, e.g. mute): no sequence gap, timestamp advanced by wall time. */
+static inline void pl_rtp_munger_resync(pl_rtp_munger_t *m)
+{
+    m->resync = m->started;
+}
 
 /* Serial-number arithmetic (RFC 1982): a is newer than b. */
 static inline bool pl_seq_newer(uint16_t a, uint16_t b)

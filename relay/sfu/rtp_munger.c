@@ -42,8 +42,9 @@ int pl_rtp_munger_map(pl_rtp_munger_t *m, uint32_t src_ssrc, uint16_t in_seq,
                       uint32_t in_ts, uint64_t now_us, uint32_t clock_hz,
                       uint16_t *out_seq, uint32_t *out_ts)
 {
-    if (!m->started || src_ssrc != m->src_ssrc) {
+    if (!m->started || src_ssrc != m->src_ssrc || m->resync) {
         munger_start(m, src_ssrc, in_seq, in_ts, now_us, clock_hz);
+        m->resync = false;
     } else if (pl_seq_newer(m->switch_in, in_seq)) {
         return -ESTALE;     /* sent before the switch: its slot belongs to the old source */
     }

@@ -300,6 +300,12 @@ void sfu_part_mute(sfu_part_t *p, const char *kind, bool muted)
         if (t->pub != p || t->kind != k || t->muted == muted)
             continue;
         t->muted = muted;
+        for (guint d = 0; d < t->downs->len; d++) {
+            sfu_down_t *dn = g_ptr_array_index(t->downs, d);
+            pl_rtp_munger_resync(&dn->mung);    /* no sequence gap over the pause */
+            if (k == PL_MEDIA_VIDEO)
+                dn->cur_layer = -1;             /* resume on a key frame */
+        }
         if (!muted && k == PL_MEDIA_VIDEO)
             for (size_t l = 0; l < t->n_layers; l++)
                 sfu_request_keyframe(t, (int)l, now, true);

@@ -81,19 +81,22 @@ static bool any_failed(world_t *w)
     return w->a.state == PL_PC_FAILED || w->b.state == PL_PC_FAILED;
 }
 
+static const char *g_profiles_b;     /* SRTP profiles of side b (NULL = default) */
+
 static void make_pair(world_t *w, bool a_is_dtls_client, bool corrupt_fp)
 {
     memset(w, 0, sizeof(*w));
     w->ctx = g_main_context_new();
-    w->ssl_a = pl_dtls_ctx_create(w->fp_a, sizeof(w->fp_a));
-    w->ssl_b = pl_dtls_ctx_create(w->fp_b, sizeof(w->fp_b));
+    w->ssl_a = pl_dtls_ctx_create(NULL, w->fp_a, sizeof(w->fp_a));
+    w->ssl_b = pl_dtls_ctx_create(g_profiles_b, w->fp_b, sizeof(w->fp_b));
     assert_non_null(w->ssl_a);
     assert_non_null(w->ssl_b);
     assert_int_equal(strlen(w->fp_a), 95);
     const char *addrs[] = { "127.0.0.1" };
     pl_pc_opts_t o = { .ctx = w->ctx, .ssl_ctx = w->ssl_a, .controlling = true,
                        .addrs = addrs, .n_addrs = 1,
-                       .cbs = { on_state, on_rtp, on_rtcp, &w->a } };
+                       .cbs = { .on_state = on_state, .on_rtp = on_rtp, .on_rtcp = on_rtcp,
+                                .arg = &w->a } };
     assert_int_equal(pl_pc_create(&o, &w->a.pc), 0);
     o.ssl_ctx = w->ssl_b;
     o.controlling = false;
@@ -132,12 +135,13 @@ static void send_rtp(pl_pc_t *pc, uint16_t seq)
 
 static bool b_got_two(world_t *w) { return w->b.rtp >= 2 && w->a.rtp >= 1 && w->a.rtcp >= 1; }
 
-static void run_media(bool a_client)
+static void run_media(bool a_client, const char *want_profile)
 {
     world_t w;
     make_pair(&w, a_client, false);
     assert_true(spin_until(&w, both_connected, 10000));
-    assert_string_equal(pl_pc_srtp_profile(w.a.pc), "AEAD_AES_128_GCM");
+    assert_string_equal(pl_pc_srtp_profile(w.a.pc), want_profile);
+    assert_string_equal(pl_pc_srtp_profile(w.b.pc), want_profile);
     send_rtp(w.a.pc, 1);
     send_rtp(w.a.pc, 2);
     send_rtp(w.b.pc, 7);
@@ -154,13 +158,23 @@ static void run_media(bool a_client)
 static void test_media_a_client(void **state)
 {
     (void)state;
-    run_media(true);
+    run_media(true, "AEAD_AES_128_GCM");
 }
 
 static void test_media_b_client(void **state)
 {
     (void)state;
-    run_media(false);
+    run_media(false, "AEAD_AES_128_GCM");
+}
+
+/* A peer offering only AES_CM_128_HMAC_SHA1_80 gets that profile, in either role. */
+static void test_media_aes_cm(void **state)
+{
+    (void)state;
+    g_profiles_b = "SRTP_AES128_CM_SHA1_80";
+    run_media(true, "AES_CM_128_HMAC_SHA1_80");
+    run_media(false, "AES_CM_128_HMAC_SHA1_80");
+    g_profiles_b = NULL;
 }
 
 static void test_fingerprint_mismatch(void **state)
@@ -199,6 +213,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_media_a_client),
         cmocka_unit_test(test_media_b_client),
+        cmocka_unit_test(test_media_aes_cm),
         cmocka_unit_test(test_fingerprint_mismatch),
         cmocka_unit_test(test_bad_remote_params),
     };

@@ -69,6 +69,21 @@ static void test_drop_and_wrap(void **state)
     assert_int_equal(pl_rtp_munger_map(&m, C, 65534, 0, 20005, 90000, &os, &ot), -ESTALE);
 }
 
+static void test_resync(void **state)
+{
+    (void)state;
+    pl_rtp_munger_t m;
+    memset(&m, 0, sizeof(m));
+    pl_rtp_munger_resync(&m);                       /* before start: no effect */
+    assert_false(m.resync);
+    map_ok(&m, A, 100, 1000, 0, 100, 1000);
+    map_ok(&m, A, 101, 1900, 10000, 101, 1900);
+    /* Forwarding paused for 1 s (500 packets not sent), then resumed. */
+    pl_rtp_munger_resync(&m);
+    map_ok(&m, A, 601, 91900, 1010000, 102, 1900 + 90000);
+    map_ok(&m, A, 602, 92800, 1020000, 103, 1900 + 90900);
+}
+
 static void test_rx_stats_loss(void **state)
 {
     (void)state;
@@ -140,6 +155,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_switch_continuity),
         cmocka_unit_test(test_drop_and_wrap),
+        cmocka_unit_test(test_resync),
         cmocka_unit_test(test_rx_stats_loss),
         cmocka_unit_test(test_rx_stats_jitter_restart_sr),
     };

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench/sfu/sfu_client.h"
@@ -34,6 +35,7 @@ typedef struct harness {
     pthread_mutex_t lock;           /* pthread, not GLib: visible to ThreadSanitizer */
     GQueue events;
     unsigned offers[4];
+    uint64_t speaker[4];            /* last sfu.active_speaker seen by each client */
 } harness_t;
 
 static void sink_send(void *ctx, uint64_t pid, const char *json)
@@ -75,6 +77,10 @@ static void dispatch(harness_t *h)
             if (h->c[i] && h->id[i] == e->to) {
                 if (strstr(e->json, "\"type\":\"sfu.offer\""))
                     h->offers[i]++;
+                static const char key[] = "\"type\":\"sfu.active_speaker\",\"participant\":";
+                const char *sp = strstr(e->json, key);
+                if (sp)
+                    h->speaker[i] = strtoull(sp + sizeof(key) - 1, NULL, 10);
                 assert_int_equal(pl_sfc_on_event(h->c[i], e->json), 0);
                 assert_null(strstr(e->json, "\"type\":\"sfu.error\""));
             }
@@ -128,7 +134,7 @@ static void harness_init(harness_t *h)
     assert_int_equal(pl_sfu_create(cfg, NULL, &sink, &h->sfu), 0);
     pl_config_unref(cfg);
     h->ctx = g_main_context_new();
-    h->ssl = pl_dtls_ctx_create(h->fp, sizeof(h->fp));
+    h->ssl = pl_dtls_ctx_create(NULL, h->fp, sizeof(h->fp));
     assert_non_null(h->ssl);
 }
 
@@ -172,7 +178,19 @@ static bool got_remb(harness_t *h)
     return t.remb_bps > 0;
 }
 
+/* Client 202 sends a louder audio level (-22 dBov) than 101 (-41 dBov). */
+static bool speaker_known(harness_t *h)
+{
+    return h->speaker[0] == 202 && h->speaker[1] == 202;
+}
+
 static uint64_t g_mark;
+
+static bool video_resumed(harness_t *h)
+{
+    const pl_sfc_src_stats_t *s = src(h, 1, 0);
+    return s->video_packets > g_mark + 60;
+}
 
 static bool low_layer(harness_t *h)
 {
@@ -233,6 +251,21 @@ static void test_media_two_then_three(void **state)
     assert_true(run(&h, high_layer, 5000));
     assert_int_equal(src(&h, 1, 0)->seq_gaps, 0);
     assert_int_equal(src(&h, 1, 0)->bad_marks, 0);
+    assert_true(run(&h, speaker_known, 3000));
+
+    /* Mute: 101's video stops reaching 202 (audio goes on), then resumes. */
+    assert_int_equal(pl_sfu_mute(h.sfu, 101, "video", true), 0);
+    run(&h, NULL, 300);
+    uint64_t v0 = src(&h, 1, 0)->video_packets, a0 = src(&h, 1, 0)->audio_packets;
+    run(&h, NULL, 500);
+    assert_int_equal(src(&h, 1, 0)->video_packets, v0);
+    assert_true(src(&h, 1, 0)->audio_packets > a0 + 10);
+    uint64_t keys = src(&h, 1, 0)->keyframes;
+    g_mark = v0;
+    assert_int_equal(pl_sfu_mute(h.sfu, 101, "video", false), 0);
+    assert_true(run(&h, video_resumed, 3000));
+    assert_true(src(&h, 1, 0)->keyframes > keys);   /* unmute asked for a key frame */
+    assert_int_equal(src(&h, 1, 0)->seq_gaps, 0);   /* and the sequence goes on */
 
     /* A third participant that loses every 15th video packet gets them back. */
     add_client(&h, 2, 303, false, 15);
