@@ -43,6 +43,18 @@ int64_t chat_deliver_queued(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d)
     return d->queued;
 }
 
+int chat_deliver_full(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d)
+{
+    int64_t q = chat_deliver_queued(op, conn, d);
+    if (q >= 0 && (uint64_t)q >= op->lim.queue_max) {
+        /* Before refusing, count again: with several nodes on one database the cached
+         * length only ever sees this node's sends, not the other nodes' acks. */
+        d->queued = -1;
+        q = chat_deliver_queued(op, conn, d);
+    }
+    return q < 0 ? (int)q : (uint64_t)q >= op->lim.queue_max;
+}
+
 static void push_one(chat_op_t *op, chat_dev_t *d, const chat_msgdata_t *md,
                      chat_body_t *body)
 {

@@ -393,6 +393,8 @@ extern const size_t chat_keys_n_handlers;
 int chat_deliver_page(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d);
 /* The cached queue length of d (reads it on a miss). Negative on a store error. */
 int64_t chat_deliver_queued(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d);
+/* Whether d's queue is full: 1 full, 0 not, < 0 a store error. */
+int chat_deliver_full(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d);
 /* Called for every envelope inserted for device d (message md): counts it, and pushes
  * it live when d is synced here and its window has room; otherwise routes it (other
  * node) or leaves it for the next page. *body is created from text on first need and

@@ -158,10 +158,10 @@ static int check_direct(chat_op_t *op, pl_store_conn_t *conn, uint64_t peer)
     for (size_t i = 0; rc == 1 && i < n; i++) {
         chat_dev_t *d = chat_mem_dev(op->chat->mem, want[i], true);
         d->account_id = peer;
-        int64_t q = chat_deliver_queued(op, conn, d);
-        if (q < 0)
-            rc = (int)q;
-        else if ((uint64_t)q >= op->lim.queue_max)
+        int full = chat_deliver_full(op, conn, d);
+        if (full < 0)
+            rc = full;
+        else if (full)
             extra[n_full++] = want[i];
     }
     if (rc == 1 && n_full) {
@@ -331,10 +331,10 @@ static int exec_group(chat_op_t *op, pl_store_conn_t *conn)
     for (long i = 0; i < n && rc >= 0; i++) {
         chat_dev_t *d = chat_mem_dev(op->chat->mem, devs[2 * i], true);
         d->account_id = devs[2 * i + 1];
-        int64_t q = chat_deliver_queued(op, conn, d);
-        if (q < 0)
-            rc = (int)q;
-        else if ((uint64_t)q >= op->lim.queue_max)
+        int full = chat_deliver_full(op, conn, d);
+        if (full < 0)
+            rc = full;
+        else if (full)
             json_array_append_new(undelivered, json_pack("{s:I,s:s}", "device_id",
                 (json_int_t)devs[2 * i], "reason", "queue_full"));
         else {

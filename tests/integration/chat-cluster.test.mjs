@@ -1,0 +1,107 @@
+// chat-cluster.test.mjs: chat across two parleyd nodes sharing a real redis-server
+// (presence and routing) and one SQLite file (the store; the PostgreSQL backend is the
+// production answer for several nodes): a direct message from a user on one node is
+// delivered live to a device on the other, acknowledged there, and its delivered and
+// read receipts come back across; a message for a device that is offline waits in the
+// shared queue and is drained by whichever node the device connects to; a group with
+// members on both nodes gets its events and its fan-out everywhere.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { tempDir } from './lib/daemon.mjs';
+import { Redis, until, readyz } from './lib/sigclient.mjs';
+import { startChat, stopClean, register, addDevice, Client, b64, unb64, directFrame } from './lib/chat.mjs';
+
+describe('chat on two nodes', () => {
+  let redis, n1, n2, shared;
+  const nodeSets = (name) => [`process.node_id=${name}`, 'presence.backend=redis',
+    `presence.redis_url=redis://127.0.0.1:${redis.port}`, `presence.key_prefix=c${process.pid}:`,
+    'presence.ttl=2s', 'presence.heartbeat_interval=500ms', 'presence.connect_timeout=1s',
+    `store.path=${join(shared, 'parley.db')}`];
+
+  before(async () => {
+    shared = tempDir('parley-chat-shared-');
+    redis = await Redis.start();
+    n1 = await startChat(nodeSets('n1'));
+    n2 = await startChat(nodeSets('n2'));
+    await until(async () => await readyz(n1) === 200 && await readyz(n2) === 200, 10000,
+      'both nodes ready');
+  });
+  after(async () => {
+    await stopClean(n1);
+    await stopClean(n2);
+    await redis?.stop();
+    rmSync(shared, { recursive: true, force: true });
+  });
+
+  test('a direct message crosses nodes live; acks and receipts come back', async () => {
+    const alice = await register(n1), bob = await register(n2);
+    const ca = await Client.connect(n1, alice, { sync: true });
+    const cb = await Client.connect(n2, bob, { sync: true });
+    await cb.nextType('chat.queue_empty');
+    const sent = await ca.ok(directFrame(bob.username, [bob.device_id], 'across'));
+    const m = await cb.nextType('chat.message');
+    assert.deepEqual([m.message_id, m.from, unb64(m.body)],
+      [sent.message_id, alice.username, `across@${bob.device_id}`]);
+    await cb.ok({ type: 'chat.ack', upto: m.message_id });
+    const r = await ca.nextType('chat.receipt');
+    assert.deepEqual([r.receipts[0].message_id, r.receipts[0].status, r.receipts[0].user],
+      [sent.message_id, 'delivered', bob.username]);
+    await cb.ok({ type: 'chat.read', message_ids: [m.message_id] });
+    assert.equal((await ca.nextType('chat.receipt')).receipts[0].status, 'read');
+    // The status is the same from either node (one database).
+    const st = await ca.ok({ type: 'chat.status', message_ids: [sent.message_id] });
+    assert.equal(st.statuses[0].status, 'read');
+    ca.close(); cb.close();
+  });
+
+  test('a queued message is drained by the node the device connects to', async () => {
+    const alice = await register(n1), bob = await register(n1);
+    const bob2 = await addDevice(n1, bob.username, 'tablet');
+    const ca = await Client.connect(n1, alice);
+    const sent = [];
+    for (let i = 0; i < 5; i++)
+      sent.push((await ca.ok(directFrame(bob.username, [bob.device_id, bob2.device_id], `q${i}`))).message_id);
+    // bob's devices come up on different nodes; each drains its own queue in order.
+    const c1 = await Client.connect(n2, bob);
+    const c2 = await Client.connect(n1, bob2);
+    for (const [c, dev] of [[c1, bob.device_id], [c2, bob2.device_id]]) {
+      assert.equal((await c.sync()).queued, 5);
+      const got = [];
+      for (let i = 0; i < 5; i++) got.push(await c.nextType('chat.message'));
+      assert.deepEqual(got.map((x) => x.message_id), sent);
+      assert.deepEqual(got.map((x) => unb64(x.body)), sent.map((_, i) => `q${i}@${dev}`));
+      await c.nextType('chat.queue_empty');
+      await c.ok({ type: 'chat.ack', upto: sent[4] });
+    }
+    // delivered once per message, whichever node reported it
+    const receipts = [];
+    while (receipts.length < 5) receipts.push(...(await ca.nextType('chat.receipt')).receipts);
+    assert.deepEqual(receipts.map((x) => x.message_id).sort((a, b) => a - b), sent);
+    ca.close(); c1.close(); c2.close();
+  });
+
+  test('a group with members on both nodes: events and fan-out reach everyone', async () => {
+    const a = await register(n1), b = await register(n2), c = await register(n2);
+    const ca = await Client.connect(n1, a, { sync: true });
+    const cb = await Client.connect(n2, b, { sync: true });
+    const cc = await Client.connect(n2, c, { sync: true });
+    for (const cl of [ca, cb, cc]) await cl.nextType('chat.queue_empty');
+    const g = (await ca.ok({ type: 'chat.group.create', name: 'x-node', members: [b.username, c.username] })).group;
+    for (const cl of [cb, cc]) assert.equal((await cl.nextType('chat.event')).group_id, g.group_id);
+    const s = await ca.ok({ type: 'chat.send', client_id: 'xg1', group_id: g.group_id, body: b64('sk') });
+    for (const cl of [cb, cc]) {
+      const m = await cl.nextType('chat.message');
+      assert.deepEqual([m.message_id, m.group_id, unb64(m.body)], [s.message_id, g.group_id, 'sk']);
+      await cl.ok({ type: 'chat.ack', upto: m.message_id });
+    }
+    const all = [];
+    while (!all.some((x) => x.all)) all.push(...(await ca.nextType('chat.receipt')).receipts);
+    assert.deepEqual(all.map((x) => x.user).sort(), [b.username, c.username].sort());
+    // typing crosses too
+    await cb.ok({ type: 'chat.typing', group_id: g.group_id, typing: true });
+    assert.equal((await ca.nextType('chat.typing')).from, b.username);
+    ca.close(); cb.close(); cc.close();
+  });
+});
