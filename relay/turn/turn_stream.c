@@ -23,7 +23,6 @@
 
 #define READ_CHUNK 16384u
 #define READ_ROUNDS 4
-#define OUT_KEEP (64u * 1024u)      /* a drained output buffer larger than this is freed */
 
 /* ---- byte buffers -------------------------------------------------------------- */
 
@@ -382,7 +381,9 @@ static void do_write(pl_turn_sconn_t *c)
         pl_turn_sconn_close(c, "flushed");
         return;
     }
-    if (c->out.len == 0 && c->out.cap > OUT_KEEP)
+    /* An idle connection holds no buffer memory (a malloc per busy batch is cheap next
+     * to its system calls). */
+    if (c->out.len == 0)
         pl_turn_sbuf_free(&c->out);
     if (c->out.len <= PL_TURN_OUT_LOW)
         resume_feeders(c);
@@ -468,29 +469,39 @@ static void process_frames(pl_turn_sconn_t *c)
         pl_turn_sbuf_free(&c->in);
 }
 
+/* Reads and processes; returns false when the socket has nothing more for now. */
+static bool read_framed_once(pl_turn_sconn_t *c)
+{
+    size_t room = pl_turn_sbuf_reserve(&c->in, READ_CHUNK, PL_TURN_IN_MAX);
+    ssize_t n = pl_turn_sconn_read(c, pl_turn_sbuf_tail(&c->in), room);
+    if (n == -EAGAIN)
+        return false;
+    if (n <= 0) {
+        pl_turn_sconn_close(c, n == 0 ? "eof" : "read_error");
+        return false;
+    }
+    pl_turn_sbuf_commit(&c->in, (size_t)n);
+    c->since_ms = pl_loop_now_ms(c->st->loop);
+    process_frames(c);
+    return (size_t)n == room || c->ssl;     /* a short plain read drained the socket */
+}
+
 static void read_framed(pl_turn_sconn_t *c)
 {
-    for (int round = 0; round < READ_ROUNDS; round++) {
+    bool more = true;
+    for (int round = 0; round < READ_ROUNDS && more; round++) {
         if (c->dead || c->mode != PL_TURN_SC_FRAMED || c->read_paused || c->closing)
             return;
-        size_t room = pl_turn_sbuf_reserve(&c->in, READ_CHUNK, PL_TURN_IN_MAX);
-        ssize_t n = pl_turn_sconn_read(c, pl_turn_sbuf_tail(&c->in), room);
-        if (n == -EAGAIN)
-            return;
-        if (n <= 0) {
-            pl_turn_sconn_close(c, n == 0 ? "eof" : "read_error");
-            return;
-        }
-        pl_turn_sbuf_commit(&c->in, (size_t)n);
-        c->since_ms = pl_loop_now_ms(c->st->loop);
-        process_frames(c);
-        if ((size_t)n < room && !c->ssl)
-            return;     /* the socket is drained */
+        more = read_framed_once(c);
     }
-    if (c->ssl && !c->dead) {
+    if (c->dead)
+        return;
+    if (more && c->ssl) {
         c->read_again = true;   /* TLS may hold bytes that no epoll event announces */
         pl_turn_sconn_dirty(c);
     }
+    if (c->in.len == 0)
+        pl_turn_sbuf_free(&c->in);  /* no partial frame: an idle connection holds nothing */
 }
 
 static void do_read(pl_turn_sconn_t *c)
