@@ -301,7 +301,13 @@ static void alloc_json(const pl_turn_server_t *s, const pl_turn_alloc_t *a, uint
                       pl_sockaddr_str(&a->relay[f].advertised, c, sizeof c));
         first = false;
     }
-    pl_buf_printf(out, "],\"age_s\":%llu,\"expires_in_s\":%llu,\"permissions\":%u,"
+    size_t peer_conns = 0;
+    for (const pl_turn_tcpconn_t *tc = a->tcpconns; tc; tc = tc->next)
+        peer_conns++;
+    /* RFC 6062: a TCP allocation relays over peer connections. */
+    pl_buf_printf(out, "],\"relay_transport\":\"%s\",\"peer_connections\":%zu",
+                  a->tcp ? "tcp" : "udp", peer_conns);
+    pl_buf_printf(out, ",\"age_s\":%llu,\"expires_in_s\":%llu,\"permissions\":%u,"
                   "\"channels\":%u,\"pkts_c2p\":%llu,\"pkts_p2c\":%llu,\"bytes_c2p\":%llu,"
                   "\"bytes_p2c\":%llu}",
                   (unsigned long long)((now - a->created_ms) / 1000),

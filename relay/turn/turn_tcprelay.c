@@ -204,6 +204,18 @@ static void pair_end(pl_turn_sconn_t *c)
     pl_turn_sconn_update(c);
 }
 
+/* Raw bytes count as relayed bytes of the allocation (no packets: a stream has none). */
+static void count_bytes(const pl_turn_sconn_t *c, size_t n)
+{
+    bool from_peer = c->kind == PL_TURN_SC_PEER;
+    const pl_turn_sconn_t *peer = from_peer ? c : c->link;
+    int dir = from_peer ? PL_TURN_DIR_P2C : PL_TURN_DIR_C2P;
+    pl_turn_server_t *srv = c->st->srv;
+    pl_metric_add(srv->shard, srv->mid->bytes[dir], n);
+    if (peer && peer->tc)
+        peer->tc->alloc->bytes[dir] += n;
+}
+
 void pl_turn_tcprelay_pump(pl_turn_sconn_t *c)
 {
     for (int round = 0; round < PUMP_ROUNDS; round++) {
@@ -230,6 +242,7 @@ void pl_turn_tcprelay_pump(pl_turn_sconn_t *c)
         }
         pl_turn_sbuf_commit(&d->out, (size_t)n);
         pl_turn_sconn_dirty(d);
+        count_bytes(c, (size_t)n);
         if ((size_t)n < room && !c->ssl)
             return;
     }

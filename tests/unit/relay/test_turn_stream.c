@@ -584,6 +584,9 @@ static void test_rfc6062_connect(void **state)
         got += (size_t)n;
     }
     assert_memory_equal(back, big, BURST);
+    /* Raw bytes count as relayed bytes. */
+    assert_true(metric(&p, p.e->ids.bytes[PL_TURN_DIR_P2C]) >= BURST + 5);
+    assert_true(metric(&p, p.e->ids.bytes[PL_TURN_DIR_C2P]) >= 4);
     free(big);
     free(back);
     /* The peer closes: the data connection ends too. */
