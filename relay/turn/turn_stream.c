@@ -216,14 +216,22 @@ void pl_turn_sconn_count_pause(pl_turn_sconn_t *c)
 
 /* ---- closing ------------------------------------------------------------------- */
 
+/* Unlinks c from list *pp; returns false when it is not there. */
+static bool list_remove(pl_turn_sconn_t **pp, const pl_turn_sconn_t *c)
+{
+    for (; *pp; pp = &(*pp)->dirty_next) {
+        if (*pp == c) {
+            *pp = c->dirty_next;
+            return true;
+        }
+    }
+    return false;
+}
+
 static void sconn_free(pl_turn_sconn_t *c)
 {
-    if (c->dirty) {
-        pl_turn_sconn_t **pp = &c->st->dirty;
-        while (*pp != c)
-            pp = &(*pp)->dirty_next;
-        *pp = c->dirty_next;
-    }
+    if (c->dirty && !list_remove(&c->st->flushing, c))
+        list_remove(&c->st->dirty, c);
     pl_turn_sbuf_free(&c->in);
     pl_turn_sbuf_free(&c->out);
     pl_turn_tls_free(c->ssl);
@@ -389,14 +397,19 @@ static void do_write(pl_turn_sconn_t *c)
         resume_feeders(c);
 }
 
+/* Writes what this iteration queued. Connections queued meanwhile (a write that
+ * resumed a reader) wait for the next iteration, so a fast pair cannot keep the loop
+ * from its other sockets. */
 static void on_flush(pl_loop_t *loop, pl_timer_t *t, void *arg)
 {
     PL_UNUSED(loop);
     PL_UNUSED(t);
     pl_turn_streams_t *st = arg;
     pl_turn_sconn_t *c;
-    while ((c = st->dirty) != NULL) {
-        st->dirty = c->dirty_next;
+    st->flushing = st->dirty;
+    st->dirty = NULL;
+    while ((c = st->flushing) != NULL) {
+        st->flushing = c->dirty_next;
         c->dirty = false;
         c->dirty_next = NULL;
         c->busy++;

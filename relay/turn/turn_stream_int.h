@@ -178,6 +178,7 @@ struct pl_turn_streams {
     uint32_t n_free;
     uint16_t *gen;                              /* per slot, changes on every reuse */
     pl_turn_sconn_t *dirty;                     /* flush list */
+    pl_turn_sconn_t *flushing;                  /* the part being flushed now */
     pl_timer_t flush, tick;
     struct relay_rx *rx;                        /* owned: receive batch for relays */
     bool closed;

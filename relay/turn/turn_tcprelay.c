@@ -220,8 +220,15 @@ void pl_turn_tcprelay_pump(pl_turn_sconn_t *c)
 {
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         pl_turn_sconn_t *d = c->link;
-        if (c->dead || c->closing || c->read_paused || !d || d->dead || d->closing)
+        if (c->dead || c->closing || c->read_paused || !d || d->dead)
             return;
+        if (d->closing) {
+            /* d only flushes now; c follows it when it closes. Level-triggered epoll
+             * must not keep announcing c's unread bytes meanwhile. */
+            c->read_paused = true;
+            pl_turn_sconn_update(c);
+            return;
+        }
         if (d->out.len >= PL_TURN_OUT_HIGH) {
             c->read_paused = true;
             pl_turn_sconn_count_pause(c);
