@@ -31,7 +31,7 @@ static const pl_opt_def_t sfu_defs[] = {
      "Video codecs accepted from publishers, in preference order (VP8, H264, VP9)"},
     {"sfu", "publisher_max_bitrate", PL_OPT_INT, "2500000", 100000, 100000000, NULL, 0,
      "Bit/s a publisher may send (all its video layers), announced in REMB"},
-    {"sfu", "nack_cache", PL_OPT_INT, "512", 0, 8192, NULL, 0,
+    {"sfu", "nack_cache", PL_OPT_INT, "256", 0, 8192, NULL, 0,
      "Packets kept per video layer to answer NACKs (rounded up to a power of two; 0 = none)"},
     {"sfu", "pli_interval", PL_OPT_DURATION, "500ms", MS(50), MS(10000), NULL, 0,
      "Minimum time between keyframe requests (PLI) to one publisher layer"},
