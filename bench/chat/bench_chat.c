@@ -7,6 +7,9 @@
  *           --ack-ms milliseconds, as a client on a busy conversation would.
  *   group:  user 0 creates a group of --group-size members and sends --rate group
  *           messages/s; every member device receives each one.
+ *   ping:   every user sends parley.v1 "ping" requests (answered by the gateway, no
+ *           store): the floor a chat message is compared with -- the same gateway,
+ *           connections and generator, two frames and no database per round trip.
  *
  * It reports delivered messages per second over the measured interval and the
  * send-to-deliver latency (p50/p99/p999/max) of every delivery; in group mode also
@@ -14,7 +17,7 @@
  * the *scheduled* one (open loop), so a stalled generator or server shows up in the
  * latency instead of hiding (no coordinated omission).
  *
- * Usage: bench_chat --port P [--mode direct|group] [--users N] [--rate R] [--depth D]
+ * Usage: bench_chat --port P [--mode direct|group|ping] [--users N] [--rate R] [--depth D]
  *        [--seconds S] [--warmup S] [--payload BYTES] [--group-size G]
  *        [--ack-every K] [--ack-ms MS] [--pid PARLEYD_PID]
  * With --pid it also reports parleyd's CPU time per thread over the measured interval
@@ -275,6 +278,13 @@ static void on_message(wsc_t *ws, char *msg, size_t len, void *arg)
         uint64_t sched = num_field(msg, "\"id\":");
         if (sched >= t_measure0 && sched < t_measure1)
             push_u32(&sent_lat, &n_sent_lat, &cap_sent_lat, t > sched ? t - sched : 0);
+    } else if (is_type(msg, "ping.result")) {
+        u->outstanding--;
+        uint64_t sched = num_field(msg, "\"id\":");
+        if (sched >= t_measure0 && sched < t_measure1) {
+            delivered_window++;
+            push_u32(&lat, &n_lat, &cap_lat, t > sched ? t - sched : 0);
+        }
     } else if (is_type(msg, "chat.receipt")) {
         receipts++;
     } else if (is_type(msg, "chat.queue_empty")) {
@@ -421,6 +431,14 @@ static void send_direct(user_t *u, uint64_t sched)
     send_json(u, buf, (size_t)n);
 }
 
+static void send_ping(user_t *u, uint64_t sched)
+{
+    char buf[96];
+    int n = snprintf(buf, sizeof(buf), "{\"type\":\"ping\",\"id\":%" PRIu64 "}", sched);
+    u->outstanding++;
+    send_json(u, buf, (size_t)n);
+}
+
 static void send_group(user_t *u, uint64_t sched)
 {
     char buf[512 + 4096];
@@ -445,7 +463,8 @@ static void periodic_acks(uint64_t t)
 
 static int run_load(void)
 {
-    bool group = strcmp(o.mode, "group") == 0;
+    bool group = strcmp(o.mode, "group") == 0, ping = strcmp(o.mode, "ping") == 0;
+    void (*send_one)(user_t *, uint64_t) = group ? send_group : ping ? send_ping : send_direct;
     uint64_t t0 = now_us(), sent = 0, rr = 0, last_acks = t0;
     t_measure0 = t0 + (uint64_t)(o.warmup * 1e6);
     t_measure1 = t_measure0 + (uint64_t)(o.seconds * 1e6);
@@ -476,12 +495,12 @@ static int run_load(void)
                         skipped++;          /* the server is not keeping up: counted */
                         continue;
                     }
-                    group ? send_group(u, sched) : send_direct(u, sched);
+                    send_one(u, sched);
                 }
             } else {
                 for (int i = 0; i < senders; i++)
                     while (users[i].outstanding < (uint32_t)o.depth)
-                        group ? send_group(&users[i], t) : send_direct(&users[i], t);
+                        send_one(&users[i], t);
             }
         }
         if (t - last_acks >= 1000) {
@@ -521,13 +540,14 @@ static void report(void)
 {
     printf("mode=%s users=%d rate=%.0f depth=%d payload=%dB seconds=%.1f ack_every=%d ack_ms=%d\n",
            o.mode, o.users, o.rate, o.depth, o.payload, o.seconds, o.ack_every, o.ack_ms);
-    printf("delivered_per_s=%.0f (deliveries of messages sent in the measured %.1f s)\n",
-           (double)delivered_window / o.seconds, o.seconds);
+    printf("delivered_per_s=%.0f (%s of requests sent in the measured %.1f s)\n",
+           (double)delivered_window / o.seconds,
+           strcmp(o.mode, "ping") ? "deliveries" : "ping answers", o.seconds);
     printf("sent_results=%" PRIu64 " delivered_total=%" PRIu64 " receipts=%" PRIu64
            " errors=%" PRIu64 " skipped=%" PRIu64 "\n", sent_results, delivered_total, receipts,
            errors, skipped);
     report_cpu((double)delivered_window);
-    report_lat("send->deliver", lat, n_lat);
+    report_lat(strcmp(o.mode, "ping") ? "send->deliver" : "ping round trip", lat, n_lat);
     report_lat("send->sent(ack)", sent_lat, n_sent_lat);
     if (group_id) {
         uint32_t *fan = calloc(n_gmsgs + 1, sizeof(*fan));
@@ -583,7 +603,7 @@ static int create_group(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_chat --port P [--mode direct|group] [--users N] [--rate R]\n"
+    fprintf(stderr, "usage: bench_chat --port P [--mode direct|group|ping] [--users N] [--rate R]\n"
             "  [--depth D] [--seconds S] [--warmup S] [--payload B] [--group-size G]\n"
             "  [--ack-every K] [--ack-ms MS] [--pid PARLEYD_PID]\n");
     exit(2);
