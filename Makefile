@@ -49,6 +49,13 @@ integration: deps
 	$(call build_tree,$(BUILD),)
 	PARLEYD=$(abspath $(BUILD))/app/parleyd node --test --test-concurrency=1 tests/integration/
 
+# Browser tests (tests/browser/): parleyd and headless Chromium (/usr/bin/chromium,
+# npm playwright-core) inside a loopback-only network namespace (unshare, as root).
+.PHONY: browser
+browser: deps
+	$(call build_tree,$(BUILD),)
+	unshare --net -- bash -c 'ip link set lo up && exec env PARLEYD=$(abspath $(BUILD))/app/parleyd node --test --test-concurrency=1 tests/browser/'
+
 test-asan: deps
 	$(call build_tree,$(BUILD)-asan,-DPL_SANITIZE=address)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -68,6 +75,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@echo "== integration tests (node --test) =="
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory browser
 	@echo "== address+undefined sanitizer build: unit + integration =="
 	@$(MAKE) --no-print-directory test-asan
 	@echo "== thread sanitizer build: unit + integration =="

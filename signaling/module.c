@@ -29,6 +29,7 @@ static const pl_sig_part_t *const parts[] = {
     &pl_chat_part,          /* chat/: links into pl_signaling (chat/CMakeLists.txt) */
 #endif
     &pl_sig_calls_part,     /* 1:1 call signaling (calls*.c); presence is ctx->router */
+    &pl_sig_rooms_part,     /* group calls: room.* frames drive the SFU (rooms*.c) */
 };
 #define N_PARTS PL_ARRAY_LEN(parts)
 

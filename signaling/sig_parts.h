@@ -16,5 +16,6 @@
 
 extern const pl_sig_part_t pl_sig_accounts_part;
 extern const pl_sig_part_t pl_sig_calls_part;
+extern const pl_sig_part_t pl_sig_rooms_part;   /* group calls through the SFU (rooms*.c) */
 
 #endif

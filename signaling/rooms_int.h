@@ -1,0 +1,35 @@
+/* rooms_int.h: the rooms part (group calls through the SFU, docs/PROTOCOL.md "Rooms
+ * (group calls)"):
+ *   rooms.c     the part: life cycle, the SFU event sink, leaving on connection close
+ *   rooms_ws.c  the room.* frame handlers
+ *
+ * Threading: see each file. pl_rooms_t is written on the main thread in init and only
+ * read afterwards (gateway threads). */
+#ifndef PL_SIG_ROOMS_INT_H
+#define PL_SIG_ROOMS_INT_H
+
+#include "signaling/calls_int.h"    /* pl_calls_ice_t: the same iceServers as 1:1 calls */
+
+typedef struct pl_rooms {
+    pl_sig_gateway_t *gw;
+    pl_calls_ice_t *ice;            /* NULL when the SFU is not running */
+    bool attached;                  /* the sink points at gw */
+} pl_rooms_t;
+
+/* rooms.c: the part for signaling/module.c's list. */
+extern const pl_sig_part_t pl_sig_rooms_part;
+
+/* The SFU sink: wraps json_event as {"type":"room.event","event":...} and sends it to
+ * connection participant_id. Any thread; drops the event when the part is stopped. */
+void pl_rooms_sink_send(void *ctx, uint64_t participant_id, const char *json_event);
+
+/* rooms_ws.c */
+extern const pl_sig_handler_t pl_rooms_handlers[];
+extern const size_t pl_rooms_n_handlers;
+extern const char *const pl_rooms_push_types[];
+extern const size_t pl_rooms_n_push_types;
+
+/* "low" / "medium" / "high" -> 0 / 1 / 2 (pl_sfu_quality_t); -1 for anything else. */
+int pl_rooms_parse_quality(const char *s);
+
+#endif
