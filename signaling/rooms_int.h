@@ -31,5 +31,7 @@ extern const size_t pl_rooms_n_push_types;
 
 /* "low" / "medium" / "high" -> 0 / 1 / 2 (pl_sfu_quality_t); -1 for anything else. */
 int pl_rooms_parse_quality(const char *s);
+/* A room id the SFU takes: 1..64 bytes of [A-Za-z0-9._:-]. NULL is not. Pure. */
+bool pl_rooms_room_id_ok(const char *s);
 
 #endif

@@ -31,9 +31,9 @@ int pl_rooms_parse_quality(const char *s)
 }
 
 /* Room ids as the SFU takes them: 1..64 bytes of [A-Za-z0-9._:-] (docs/SFU.md). */
-static bool room_id_ok(const char *s)
+bool pl_rooms_room_id_ok(const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > 64)
         return false;
     for (size_t i = 0; i < n; i++) {
@@ -92,7 +92,7 @@ static void h_join(pl_sig_req_t *req, void *arg)
 {
     pl_rooms_t *r = arg;
     const char *room = str_field(req, "room"), *display = str_field(req, "display");
-    if (!room_id_ok(room)) {
+    if (!pl_rooms_room_id_ok(room)) {
         pl_sig_reply_error(req, "bad_field",
                            "\"room\": 1-64 characters of A-Z a-z 0-9 . _ : -");
         return;
