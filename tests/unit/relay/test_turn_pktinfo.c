@@ -66,7 +66,13 @@ static void test_wildcard_answers_from_destination(void **state)
     tenv_t *e = tenv_new(ov, PL_ARRAY_LEN(ov));
     pl_turn_thread_t *th;
     pl_turn_thread_cfg_t tc = {0, e->set, e->sh, e->shard, &e->ids, e->set->listen, 1, NULL, 0};
-    assert_int_equal(pl_turn_thread_create(&tc, &th), 0);
+    /* Port 0: the kernel picks the UDP port and the TCP listener must get the same
+     * number on the wildcard address, which any local TCP socket of another process
+     * may hold at that moment: try a few ports. */
+    int rc = -EADDRINUSE;
+    for (int attempt = 0; attempt < 10 && rc == -EADDRINUSE; attempt++)
+        rc = pl_turn_thread_create(&tc, &th);
+    assert_int_equal(rc, 0);
     pl_sockaddr_t bound, server, me, peer, relayed;
     pl_turn_thread_listen_addr(th, 0, &bound);
     assert_int_equal(pl_turn_thread_start(th), 0);
