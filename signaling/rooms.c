@@ -15,7 +15,8 @@
  * lives on the node its participants connect to), or keep any per-room state: the SFU
  * holds it all.
  *
- * Threading: init/stop/destroy on the main thread. Handlers and the close hook run on
+ * Threading: init/stop/destroy/reload on the main thread; the iceServers settings are
+ * replaced on reload under a rwlock (gateway threads read them in room.join). Handlers and the close hook run on
  * gateway threads and call the SFU's thread-safe entry points. The sink runs on SFU
  * media threads and sends by conn id (pl_sig_send_text is callable from any thread);
  * it reads the gateway pointer under a read lock that stop takes for writing, so no
@@ -106,11 +107,38 @@ static void on_close(const pl_sig_conn_info_t *c, void *arg)
 
 static const pl_sig_hooks_t rooms_hooks = { .on_auth = on_auth, .on_close = on_close };
 
+/* ---- iceServers (the same as 1:1 calls get: calls_ice.c) ------------------------------ */
+
+json_t *pl_rooms_ice_servers(pl_rooms_t *r, uint64_t account_id)
+{
+    pthread_rwlock_rdlock(&r->ice_lock);
+    json_t *a = r->ice ? pl_calls_ice_servers(r->ice, account_id) : json_array();
+    pthread_rwlock_unlock(&r->ice_lock);
+    return a;
+}
+
+/* [turn] auth_secret rotation or new [calls] URLs reach the next room.join. */
+static void rooms_reload(void *state, const pl_config_t *next)
+{
+    pl_rooms_t *r = state;
+    if (!r->attached)
+        return;
+    pl_calls_ice_t *fresh = pl_xmalloc(sizeof(*fresh)), *old;
+    pl_calls_ice_init(fresh, next);
+    pthread_rwlock_wrlock(&r->ice_lock);
+    old = r->ice;
+    r->ice = fresh;
+    pthread_rwlock_unlock(&r->ice_lock);
+    pl_calls_ice_deinit(old);
+    free(old);
+}
+
 /* ---- life cycle -------------------------------------------------------------------------- */
 
 static int rooms_init(const pl_sig_ctx_t *ctx, void **state)
 {
     pl_rooms_t *r = pl_xcalloc(1, sizeof(*r));
+    pthread_rwlock_init(&r->ice_lock, NULL);
     *state = r;
     r->gw = ctx->gw;
     if (!rooms_sfu()) {
@@ -146,6 +174,7 @@ static void rooms_destroy(void *state)
         pl_calls_ice_deinit(r->ice);
         free(r->ice);
     }
+    pthread_rwlock_destroy(&r->ice_lock);
     free(r);
 }
 
@@ -155,5 +184,5 @@ const pl_sig_part_t pl_sig_rooms_part = {
     .init = rooms_init,
     .stop = rooms_stop,
     .destroy = rooms_destroy,
-    .reload = NULL,
+    .reload = rooms_reload,
 };

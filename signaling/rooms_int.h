@@ -4,17 +4,24 @@
  *   rooms_ws.c  the room.* frame handlers
  *
  * Threading: see each file. pl_rooms_t is written on the main thread in init and only
- * read afterwards (gateway threads). */
+ * read afterwards (gateway threads), except ice, replaced on reload under ice_lock. */
 #ifndef PL_SIG_ROOMS_INT_H
 #define PL_SIG_ROOMS_INT_H
 
 #include "signaling/calls_int.h"    /* pl_calls_ice_t: the same iceServers as 1:1 calls */
 
+#include <pthread.h>
+
 typedef struct pl_rooms {
     pl_sig_gateway_t *gw;
-    pl_calls_ice_t *ice;            /* NULL when the SFU is not running */
+    pthread_rwlock_t ice_lock;      /* readers: gateway threads minting; writer: reload */
+    pl_calls_ice_t *ice;            /* under ice_lock; NULL when the SFU is not running */
     bool attached;                  /* the sink points at gw */
 } pl_rooms_t;
+
+/* The iceServers for a participant of account_id (an empty array without the SFU).
+ * Owned result. Any thread. */
+json_t *pl_rooms_ice_servers(pl_rooms_t *r, uint64_t account_id);
 
 /* rooms.c: the part for signaling/module.c's list. */
 extern const pl_sig_part_t pl_sig_rooms_part;

@@ -105,9 +105,7 @@ static void h_join(pl_sig_req_t *req, void *arg)
     json_t *res = NULL;
     if (rc == 0) {
         res = json_pack("{s:s, s:I}", "room", room, "participant", (json_int_t)req->device_id);
-        json_object_set_new(res, "ice_servers",
-                            r->ice ? pl_calls_ice_servers(r->ice, req->account_id)
-                                   : json_array());
+        json_object_set_new(res, "ice_servers", pl_rooms_ice_servers(r, req->account_id));
     }
     finish(req, rc, res);
 }

@@ -18,6 +18,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { Daemon, ROOT, freePort } from '../integration/lib/daemon.mjs';
 
@@ -211,5 +213,23 @@ describe('web client in Chromium through parleyd', () => {
     await until(`${a.username} sees ${c.username} disconnect`, async () =>
       (await events(a)).filter((e) => e === `sfu.participant_left:${c.dev}`).length > n);
     for (const p of pages) assert.deepEqual(p.errors, []);
+  });
+
+  test('after SIGHUP, room.join hands out TURN credentials from the new [turn] auth_secret', async () => {
+    const [, b] = pages;
+    const fresh = 'rotated-turn-secret';
+    writeFileSync(d.configPath, readFileSync(d.configPath, 'utf8').replace(SECRET, fresh));
+    const mark = d.logText.length;
+    d.signal('SIGHUP');
+    await d.waitForLog(/config\.reloaded/, 5000, mark);
+    const r = await b.page.evaluate(async () => {
+      await parley.leave();
+      const res = await parley.request({ type: 'room.join', room: 'room-2' });
+      await parley.request({ type: 'room.leave' });
+      return res;
+    });
+    const turn = r.ice_servers.find((s) => s.credential);
+    assert.ok(turn, JSON.stringify(r.ice_servers));
+    assert.equal(turn.credential, createHmac('sha1', fresh).update(turn.username).digest('base64'));
   });
 });
