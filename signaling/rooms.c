@@ -141,6 +141,8 @@ static int rooms_init(const pl_sig_ctx_t *ctx, void **state)
     pthread_rwlock_init(&r->ice_lock, NULL);
     *state = r;
     r->gw = ctx->gw;
+    r->store = ctx->store;
+    r->router = ctx->router;
     if (!rooms_sfu()) {
         pl_log_info("rooms.disabled", "reason=%s", "sfu not running");
         return pl_sig_gateway_add_handlers(ctx->gw, pl_rooms_handlers, pl_rooms_n_handlers, r);

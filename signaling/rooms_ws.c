@@ -60,6 +60,26 @@ static void room_error(pl_sig_req_t *req, const char *code, const char *message)
     pl_sig_pending_error(req->gw, pl_sig_defer(req), code, message);
 }
 
+const char *pl_rooms_error_code(int rc)
+{
+    switch (rc) {
+    case -ENOENT: return "not_joined";
+    case -EEXIST: return "already_joined";
+    case -EINVAL: return "bad_field";
+    default: return "unavailable";
+    }
+}
+
+const char *pl_rooms_error_message(int rc)
+{
+    switch (rc) {
+    case -ENOENT: return "this device is in no room";
+    case -EEXIST: return "this device is already in a room";
+    case -EINVAL: return "the SFU refused an argument";
+    default: return "group calls are shutting down";
+    }
+}
+
 /* Replies to a queued SFU call, or maps its error code to an error frame. */
 static void finish(pl_sig_req_t *req, int rc, json_t *result)
 {
@@ -68,14 +88,10 @@ static void finish(pl_sig_req_t *req, int rc, json_t *result)
         return;
     }
     json_decref(result);
-    if (rc == -ENOENT)
-        room_error(req, "not_joined", "this connection is in no room");
-    else if (rc == -EEXIST)
-        room_error(req, "already_joined", "this connection is already in a room");
-    else if (rc == -EINVAL)
-        pl_sig_reply_error(req, "bad_field", "the SFU refused an argument");
+    if (rc == -EINVAL)
+        pl_sig_reply_error(req, "bad_field", pl_rooms_error_message(rc));
     else
-        room_error(req, "unavailable", "group calls are shutting down");
+        room_error(req, pl_rooms_error_code(rc), pl_rooms_error_message(rc));
 }
 
 #ifdef PL_SIG_HAVE_SFU
@@ -92,6 +108,16 @@ static void h_join(pl_sig_req_t *req, void *arg)
 {
     pl_rooms_t *r = arg;
     const char *room = str_field(req, "room"), *display = str_field(req, "display");
+    json_t *group = json_object_get(req->frame, "group_id");
+    if (!room == !group) {
+        pl_sig_reply_error(req, "bad_field", "exactly one of \"room\" and \"group_id\"");
+        return;
+    }
+    if (group) {
+        if (sfu_or_error(req))
+            pl_rooms_join_group(req, r, (uint64_t)json_integer_value(group));
+        return;
+    }
     if (!pl_rooms_room_id_ok(room)) {
         pl_sig_reply_error(req, "bad_field",
                            "\"room\": 1-64 characters of A-Z a-z 0-9 . _ : -");
@@ -187,8 +213,10 @@ static void h_none(pl_sig_req_t *req, void *arg)
 #endif
 
 static const pl_sig_field_t join_fields[] = {
-    { "room", PL_SIG_T_STRING, true, 1, 64 },
-    { "display", PL_SIG_T_STRING, false, 0, 64 },
+    { "room", PL_SIG_T_STRING, false, 1, PL_ROOMS_ID_MAX },
+    { "group_id", PL_SIG_T_ID, false, 0, 0 },
+    { "ring", PL_SIG_T_BOOL, false, 0, 0 },
+    { "display", PL_SIG_T_STRING, false, 0, PL_ROOMS_DISPLAY_MAX },
 };
 static const pl_sig_field_t sdp_fields[] = {
     { "sdp_type", PL_SIG_T_STRING, true, 1, 16 },
@@ -218,5 +246,5 @@ const pl_sig_handler_t pl_rooms_handlers[] = {
 };
 const size_t pl_rooms_n_handlers = PL_ARRAY_LEN(pl_rooms_handlers);
 
-const char *const pl_rooms_push_types[] = { "room.event" };
+const char *const pl_rooms_push_types[] = { "room.event", "room.ring" };
 const size_t pl_rooms_n_push_types = PL_ARRAY_LEN(pl_rooms_push_types);

@@ -179,12 +179,15 @@
     }
 
     // ---- group calls (SFU rooms) -------------------------------------------------------
-    // opts: { simulcast: bool, display: string }
+    // room: an ad-hoc room id, or a chat group id (number).
+    // opts: { simulcast: bool, display: string, ring: bool (group calls) }
     async join(room, opts = {}) {
       // room.event pushes may arrive before room.join.result: the room exists first.
       const rm = { id: room, pc: null, tracks: {}, events: [], queue: Promise.resolve(), sent: false, early: [] };
       this.room = rm;
-      const frame = { type: 'room.join', room };
+      // A number is a chat group's id: the room "g<id>" (members only); ring: true
+      // rings the other members (room.ring).
+      const frame = typeof room === 'number' ? { type: 'room.join', group_id: room, ring: !!opts.ring } : { type: 'room.join', room };
       if (opts.display) frame.display = opts.display;
       let r;
       try { r = await this.request(frame); } catch (e) { this.room = null; throw e; }

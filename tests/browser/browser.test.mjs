@@ -10,6 +10,7 @@
 //      a participant whose connection closes leaves too;
 //   4. simulcast: a subscriber asking for low quality gets a narrower frame, then the
 //      top layer's width again;
+//   5. a group call from a chat group: members only, the other members rung;
 // plus the room.* error frames.
 //
 // Must run inside a loopback-only network namespace (make browser does it):
@@ -231,5 +232,29 @@ describe('web client in Chromium through parleyd', () => {
     const turn = r.ice_servers.find((s) => s.credential);
     assert.ok(turn, JSON.stringify(r.ice_servers));
     assert.equal(turn.credential, createHmac('sha1', fresh).update(turn.username).digest('base64'));
+  });
+
+  test('a group call from a chat group: members only, the other members are rung', async () => {
+    const [a, b] = pages;
+    await a.page.evaluate(() => parley.leave());
+    const g = await a.page.evaluate((u) => parley.request({ type: 'chat.group.create', name: 'team', members: [u] }), b.username);
+    const gid = g.group.group_id;
+    const outsider = await openPage();
+    const denied = await outsider.page.evaluate((id) =>
+      parley.request({ type: 'room.join', group_id: id }).then(() => 'ok', (e) => e.code), gid);
+    assert.equal(denied, 'not_found');
+    await outsider.ctx.close();
+    const joined = await a.page.evaluate((id) => parley.join(id, { ring: true }), gid);
+    assert.equal(joined.room, `g${gid}`);
+    const ring = await until('room.ring on the other member', async () => {
+      const f = await b.page.evaluate(() => parley.pushes.find((x) => x.type === 'room.ring'));
+      return { ok: !!f, f };
+    });
+    assert.equal(ring.f.group_id, gid);
+    assert.equal(ring.f.caller_username, a.username);
+    await b.page.evaluate((id) => parley.join(id), gid);
+    for (const [p, o] of [[a, b], [b, a]])
+      await until(`group call media from ${o.username} to ${p.username}`, () => flowing(p, o.dev));
+    await b.page.evaluate(() => parley.leave());
   });
 });

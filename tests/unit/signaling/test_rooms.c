@@ -1,7 +1,7 @@
 /* test_rooms.c: the rooms part's pure pieces: room ids as the SFU takes them, quality
  * names, the room.* field tables (through the gateway's validator: missing, wrong-typed
  * and out-of-range fields refused, good frames accepted), the push type list, and the
- * SFU sink dropping events while no gateway is attached. The frames against a running
+ * chat group room ids, the SFU sink dropping events while no gateway is attached. The frames against a running
  * SFU are covered by tests/browser/ (Chromium through parleyd). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +30,18 @@ static void test_room_ids(void **state)
     assert_false(pl_rooms_room_id_ok("with space"));
     assert_false(pl_rooms_room_id_ok("slash/room"));
     assert_false(pl_rooms_room_id_ok("caf\xc3\xa9"));
+}
+
+static void test_group_room_id(void **state)
+{
+    PL_UNUSED(state);
+    char id[PL_ROOMS_ID_MAX + 1];
+    pl_rooms_group_room_id(42, id);
+    assert_string_equal(id, "g42");
+    assert_true(pl_rooms_room_id_ok(id));
+    pl_rooms_group_room_id(UINT64_MAX, id);
+    assert_string_equal(id, "g18446744073709551615");
+    assert_true(pl_rooms_room_id_ok(id));
 }
 
 static void test_quality(void **state)
@@ -76,7 +88,12 @@ static void test_field_tables(void **state)
     assert_int_equal(pl_rooms_n_handlers, 6);
     assert_int_equal(validate("{\"type\":\"room.join\",\"room\":\"r1\"}"), 0);
     assert_int_equal(validate("{\"type\":\"room.join\",\"room\":\"r1\",\"display\":\"Al\"}"), 0);
-    assert_int_equal(validate("{\"type\":\"room.join\"}"), -1);
+    /* room and group_id are both optional in the table; the handler wants one. */
+    assert_int_equal(validate("{\"type\":\"room.join\"}"), 0);
+    assert_int_equal(validate("{\"type\":\"room.join\",\"group_id\":5,\"ring\":true}"), 0);
+    assert_int_equal(validate("{\"type\":\"room.join\",\"group_id\":0}"), -1);
+    assert_int_equal(validate("{\"type\":\"room.join\",\"group_id\":\"5\"}"), -1);
+    assert_int_equal(validate("{\"type\":\"room.join\",\"group_id\":5,\"ring\":1}"), -1);
     assert_int_equal(validate("{\"type\":\"room.join\",\"room\":\"\"}"), -1);
     assert_int_equal(validate("{\"type\":\"room.join\",\"room\":7}"), -1);
     assert_int_equal(validate("{\"type\":\"room.leave\"}"), 0);
@@ -91,8 +108,9 @@ static void test_field_tables(void **state)
     assert_int_equal(validate("{\"type\":\"room.mute\",\"kind\":\"audio\",\"muted\":true}"), 0);
     assert_int_equal(validate("{\"type\":\"room.mute\",\"kind\":\"audio\",\"muted\":\"yes\"}"), -1);
     assert_int_equal(validate("{\"type\":\"room.mute\",\"muted\":false}"), -1);
-    assert_int_equal(pl_rooms_n_push_types, 1);
+    assert_int_equal(pl_rooms_n_push_types, 2);
     assert_string_equal(pl_rooms_push_types[0], "room.event");
+    assert_string_equal(pl_rooms_push_types[1], "room.ring");
 }
 
 /* No gateway attached (the part never started): events are dropped, nothing crashes. */
@@ -107,6 +125,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_room_ids),
+        cmocka_unit_test(test_group_room_id),
         cmocka_unit_test(test_quality),
         cmocka_unit_test(test_field_tables),
         cmocka_unit_test(test_sink_detached),
