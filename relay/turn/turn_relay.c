@@ -61,6 +61,10 @@ typedef struct listener {
     struct iovec iov[PL_TURN_BATCH];
     pl_sockaddr_t dst[PL_TURN_BATCH];
     pktinfo_cmsg_t ctl[PL_TURN_BATCH];      /* pktinfo: source address per datagram */
+    /* Relay reads for this listener's clients: descriptor k receives into slot k. */
+    struct mmsghdr prx_msgs[PL_TURN_BATCH];
+    struct iovec prx_iov[PL_TURN_BATCH];
+    pl_sockaddr_t prx_addr[PL_TURN_BATCH];
 } listener_t;
 
 struct pl_turn_thread {
@@ -81,7 +85,8 @@ struct pl_turn_thread {
     struct iovec rx_iov[PL_TURN_BATCH];
     pl_sockaddr_t rx_addr[PL_TURN_BATCH];
     pktinfo_cmsg_t rx_ctl[PL_TURN_BATCH];       /* destination addresses (wildcard) */
-    struct mmsghdr prx_msgs[PL_TURN_BATCH];     /* relay reads */
+    int rx_pktinfo;                             /* rx_msgs set up for: -1 none, 0, 1 */
+    struct mmsghdr prx_msgs[PL_TURN_BATCH];     /* relay reads, stream clients */
     struct iovec prx_iov[PL_TURN_BATCH];
     pl_sockaddr_t prx_addr[PL_TURN_BATCH];
     /* /stats snapshot, published once a second. */
@@ -284,6 +289,14 @@ static const pl_turn_io_ops_t relay_io = {
 
 /* ---- receive paths ------------------------------------------------------------- */
 
+static void reset_rx(pl_turn_thread_t *th, int i, bool pktinfo)
+{
+    struct msghdr *mh = &th->rx_msgs[i].msg_hdr;
+    mh->msg_namelen = sizeof th->rx_addr[i];
+    mh->msg_control = pktinfo ? th->rx_ctl[i].buf : NULL;
+    mh->msg_controllen = pktinfo ? sizeof th->rx_ctl[i].buf : 0;
+}
+
 static void on_listener(pl_loop_t *loop, int fd, uint32_t events, void *arg)
 {
     PL_UNUSED(loop);
@@ -291,27 +304,31 @@ static void on_listener(pl_loop_t *loop, int fd, uint32_t events, void *arg)
     listener_t *l = arg;
     pl_turn_thread_t *th = l->th;
     pl_turn_conn_t conn = {.transport = PL_TURN_UDP, .id = (uint32_t)(l - th->lis), .local = l->addr};
+    /* The kernel overwrites only the lengths of the descriptors it fills: all of them
+     * are set up when the kind of listener changes, and the used ones reset after use
+     * (a full set-up per read cost more than the rest of the user-space path). */
+    if (th->rx_pktinfo != (int)l->pktinfo) {
+        for (int i = 0; i < PL_TURN_BATCH; i++)
+            reset_rx(th, i, l->pktinfo);
+        th->rx_pktinfo = (int)l->pktinfo;
+    }
     /* A few batches per wake-up, then give the other sockets their turn. */
     for (int round = 0; round < 4; round++) {
-        for (int i = 0; i < PL_TURN_BATCH; i++) {
-            th->rx_msgs[i].msg_hdr.msg_namelen = sizeof th->rx_addr[i];
-            th->rx_msgs[i].msg_hdr.msg_control = l->pktinfo ? th->rx_ctl[i].buf : NULL;
-            th->rx_msgs[i].msg_hdr.msg_controllen = l->pktinfo ? sizeof th->rx_ctl[i].buf : 0;
-        }
         int n = recvmmsg(fd, th->rx_msgs, PL_TURN_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
         for (int i = 0; i < n; i++) {
             if (th->rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
                 pl_turn_drop(th->srv, PL_TURN_DROP_TRUNCATED);
-                continue;
+            } else {
+                conn.client = th->rx_addr[i];
+                if (l->pktinfo) {
+                    conn.local = l->addr;
+                    local_from_pktinfo(&th->rx_msgs[i].msg_hdr, &conn.local);
+                }
+                pl_turn_server_input(th->srv, &conn, th->rx[i], th->rx_msgs[i].msg_len);
             }
-            conn.client = th->rx_addr[i];
-            if (l->pktinfo) {
-                conn.local = l->addr;
-                local_from_pktinfo(&th->rx_msgs[i].msg_hdr, &conn.local);
-            }
-            pl_turn_server_input(th->srv, &conn, th->rx[i], th->rx_msgs[i].msg_len);
+            reset_rx(th, i, l->pktinfo);
         }
         if (n < PL_TURN_BATCH)
             return;
@@ -332,23 +349,23 @@ static void on_relay(pl_loop_t *loop, int fd, uint32_t events, void *arg)
         listener_t *l = conn->transport == PL_TURN_UDP ? &th->lis[conn->id] : NULL;
         if (l && l->n_slots == PL_TURN_BATCH)
             flush(l);
+        /* Descriptor k points at slot k (or receive buffer k) from start-up; only the
+         * address lengths the kernel overwrote are reset, after use. */
         unsigned base = l ? l->n_slots : 0, k = PL_TURN_BATCH - base;
-        for (unsigned j = 0; j < k; j++) {
-            th->prx_iov[j].iov_base = (l ? l->slots[base + j] : th->rx[j]) + PL_TURN_HEADROOM;
-            th->prx_msgs[j].msg_hdr.msg_namelen = sizeof th->prx_addr[j];
-        }
-        int n = recvmmsg(fd, th->prx_msgs, k, MSG_DONTWAIT, NULL);
+        struct mmsghdr *msgs = l ? l->prx_msgs + base : th->prx_msgs;
+        int n = recvmmsg(fd, msgs, k, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
         if (l)
             l->n_slots += (unsigned)n;      /* reserved until the next flush */
         for (int j = 0; j < n; j++) {
-            if (th->prx_msgs[j].msg_hdr.msg_flags & MSG_TRUNC) {
+            struct msghdr *mh = &msgs[j].msg_hdr;
+            if (mh->msg_flags & MSG_TRUNC)
                 pl_turn_drop(th->srv, PL_TURN_DROP_TRUNCATED);
-                continue;
-            }
-            pl_turn_server_peer_input(th->srv, relay, &th->prx_addr[j],
-                                      th->prx_iov[j].iov_base, th->prx_msgs[j].msg_len);
+            else
+                pl_turn_server_peer_input(th->srv, relay, mh->msg_name, mh->msg_iov->iov_base,
+                                          msgs[j].msg_len);
+            mh->msg_namelen = sizeof(pl_sockaddr_t);
         }
         if ((unsigned)n < k)
             return;
@@ -410,6 +427,19 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* Relay-read descriptors: k receives into bufs[k] + PL_TURN_HEADROOM, the room the
+ * core frames ChannelData or a Data indication in. */
+static void init_relay_reads(struct mmsghdr *msgs, struct iovec *iov, pl_sockaddr_t *addr,
+                             uint8_t (*bufs)[PL_TURN_SLOT])
+{
+    for (int k = 0; k < PL_TURN_BATCH; k++) {
+        iov[k] = (struct iovec){bufs[k] + PL_TURN_HEADROOM,
+                                PL_TURN_SLOT - PL_TURN_HEADROOM - PL_TURN_TAILROOM};
+        msgs[k].msg_hdr = (struct msghdr){.msg_name = &addr[k], .msg_namelen = sizeof addr[k],
+                                          .msg_iov = &iov[k], .msg_iovlen = 1};
+    }
+}
+
 static void init_batches(pl_turn_thread_t *th)
 {
     th->rx = pl_xcalloc(PL_TURN_BATCH, PL_TURN_SLOT);
@@ -418,11 +448,10 @@ static void init_batches(pl_turn_thread_t *th)
         th->rx_msgs[i].msg_hdr.msg_iov = &th->rx_iov[i];
         th->rx_msgs[i].msg_hdr.msg_iovlen = 1;
         th->rx_msgs[i].msg_hdr.msg_name = &th->rx_addr[i];
-        th->prx_iov[i].iov_len = PL_TURN_SLOT - PL_TURN_HEADROOM - PL_TURN_TAILROOM;
-        th->prx_msgs[i].msg_hdr.msg_iov = &th->prx_iov[i];
-        th->prx_msgs[i].msg_hdr.msg_iovlen = 1;
-        th->prx_msgs[i].msg_hdr.msg_name = &th->prx_addr[i];
+        reset_rx(th, i, false);
     }
+    th->rx_pktinfo = 0;
+    init_relay_reads(th->prx_msgs, th->prx_iov, th->prx_addr, th->rx);
 }
 
 static int open_listener(pl_turn_thread_t *th, listener_t *l, const pl_sockaddr_t *addr)
@@ -445,6 +474,7 @@ static int open_listener(pl_turn_thread_t *th, listener_t *l, const pl_sockaddr_
     else if (l->addr.sa.sa_family == AF_INET6 && memcmp(&l->addr.in6.sin6_addr, any6, 16) == 0)
         l->pktinfo = setsockopt(l->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0;
     l->slots = pl_xcalloc(PL_TURN_BATCH, PL_TURN_SLOT);
+    init_relay_reads(l->prx_msgs, l->prx_iov, l->prx_addr, l->slots);
     for (int k = 0; k < PL_TURN_BATCH; k++) {
         l->msgs[k].msg_hdr.msg_iov = &l->iov[k];
         l->msgs[k].msg_hdr.msg_iovlen = 1;
