@@ -10,8 +10,9 @@
 //      a participant whose connection closes leaves too;
 //   4. simulcast: a subscriber asking for low quality gets a narrower frame, then the
 //      top layer's width again;
-//   5. a group call from a chat group: members only, the other members rung;
-// plus the room.* error frames.
+// plus: room.mute (forwarding of that kind stops and resumes), a group call from a chat
+// group (members only, the other members rung), iceServers after a config reload, and
+// the room.* error frames.
 //
 // Must run inside a loopback-only network namespace (make browser does it):
 //   unshare --net -- bash -c 'ip link set lo up && exec node --test tests/browser/'
@@ -205,6 +206,21 @@ describe('web client in Chromium through parleyd', () => {
       const m = await roomStats(b);
       return { ok: m[a.dev] && m[a.dev].width >= full, m };
     });
+  });
+
+  test('room.mute: the room is told, forwarding of that kind stops and resumes', async () => {
+    const [a, b] = pages;
+    await a.page.evaluate(() => parley.mute('audio', true));
+    await until(`${b.username} told of the mute`, async () =>
+      (await b.page.evaluate(() => parley.room.events.some((e) => e.type === 'sfu.mute' && e.kind === 'audio' && e.muted))));
+    await sleep(500);
+    const s1 = (await roomStats(b))[a.dev];
+    await sleep(1000);
+    const s2 = (await roomStats(b))[a.dev];
+    assert.ok(s2.audio - s1.audio <= 2, `audio still forwarded while muted: ${JSON.stringify([s1, s2])}`);
+    assert.ok(s2.frames > s1.frames, 'video keeps flowing');
+    await a.page.evaluate(() => parley.mute('audio', false));
+    await until(`audio from ${a.username} again`, () => flowing(b, a.dev));
   });
 
   test('a participant whose connection closes leaves the room', async () => {
