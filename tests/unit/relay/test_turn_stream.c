@@ -561,10 +561,15 @@ static void test_rfc6062_connect(void **state)
     setsockopt(dfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     uint64_t pauses = metric(&p, p.e->ids.stream_pauses);
     size_t sent = 0;
-    while (sent < BURST) {
+    /* Send until the relay thread has paused reading the peer (back-pressure reached
+     * it) or the whole path is full; a slow relay thread (sanitizers, a loaded
+     * machine) may need several rounds of polling before it gets there. */
+    uint64_t deadline = pl_now_mono_ms() + 20000;
+    while (sent < BURST && metric(&p, p.e->ids.stream_pauses) == pauses &&
+           pl_now_mono_ms() < deadline) {
         struct pollfd pp = {pfd, POLLOUT, 0};
         if (poll(&pp, 1, 200) != 1)
-            break;      /* the whole path is full: back-pressure reached the sender */
+            continue;
         ssize_t n = send(pfd, big + sent, BURST - sent, MSG_DONTWAIT);
         if (n > 0)
             sent += (size_t)n;
