@@ -1,13 +1,6 @@
 /* options.c: the app's own configuration keys ([log], [process]) and the schema that
  * gathers every module's option table. */
 #include "app/app_int.h"
-#ifdef PL_HAVE_SIGNALING
-#include "store/pl_store.h"
-#include "signaling/pl_router.h"
-#endif
-#ifdef PL_HAVE_CHAT
-#include "chat/pl_chat.h"
-#endif
 
 #include <stdlib.h>
 
@@ -34,22 +27,23 @@ const pl_opt_table_t pl_app_process_options = {
 
 const pl_opt_table_t **pl_app_schema(void)
 {
-    size_t n = 0;
-    const pl_opt_table_t **schema = pl_xcalloc(pl_app_n_modules + 8, sizeof *schema);
+    size_t n = 0, cap = 3;
+    for (size_t i = 0; i < pl_app_n_modules; i++) {
+        cap++;
+        for (const pl_opt_table_t *const *t = pl_app_modules[i]->more_options; t && *t; t++)
+            cap++;
+    }
+    const pl_opt_table_t **schema = pl_xcalloc(cap + 1, sizeof *schema);
     schema[n++] = &pl_app_log_options;
     schema[n++] = &pl_app_process_options;
     schema[n++] = &pl_admin_options;
-#ifdef PL_HAVE_SIGNALING
-    schema[n++] = &pl_store_options;    /* [store]: opened by the signaling module */
-    schema[n++] = &pl_presence_options; /* [presence]: the signaling module's router */
-    schema[n++] = &pl_calls_options;    /* [calls]: its call signaling part */
-#endif
-#ifdef PL_HAVE_CHAT
-    schema[n++] = &pl_chat_options;     /* [chat]: a part of the signaling module */
-#endif
-    for (size_t i = 0; i < pl_app_n_modules; i++)
-        if (pl_app_modules[i]->options)
-            schema[n++] = pl_app_modules[i]->options;
+    for (size_t i = 0; i < pl_app_n_modules; i++) {
+        const pl_module_t *m = pl_app_modules[i];
+        if (m->options)
+            schema[n++] = m->options;
+        for (const pl_opt_table_t *const *t = m->more_options; t && *t; t++)
+            schema[n++] = *t;
+    }
     schema[n] = NULL;
     return schema;
 }

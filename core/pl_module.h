@@ -34,6 +34,8 @@ typedef struct pl_host {
 typedef struct pl_module {
     const char *name;
     const pl_opt_table_t *options;                  /* this module's keys, or NULL */
+    /* Further tables the module reads (its parts' sections), NULL-terminated, or NULL. */
+    const pl_opt_table_t *const *more_options;
     bool (*enabled)(const pl_config_t *cfg);        /* NULL = always */
     int (*validate)(const pl_config_t *cfg, pl_config_error_t *err);
     int (*start)(const pl_host_t *host, void **state);

@@ -307,9 +307,19 @@ static void sig_stats_json(void *state, pl_buf_t *out)
                   (unsigned long long)st.commit_failures, (unsigned long long)st.max_batch);
 }
 
+/* The sections of the signaling module's parts and of the store it opens. */
+static const pl_opt_table_t *const more_options[] = {
+    &pl_store_options, &pl_presence_options, &pl_calls_options,
+#ifdef PL_HAVE_CHAT
+    &pl_chat_options,
+#endif
+    NULL,
+};
+
 const pl_module_t pl_signaling_module = {
     .name = "signaling",
     .options = &options,
+    .more_options = more_options,
     .enabled = sig_enabled,
     .validate = sig_validate,
     .start = sig_start,
