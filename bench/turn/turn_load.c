@@ -187,8 +187,9 @@ static int setup_session(session_t *s, int i)
     }
     int rc = turn_request(s, BT_METHOD_ALLOCATE, add_transport, NULL, &r, rbuf);
     if (rc != 0) {
-        fprintf(stderr, "turn_load: session %d: Allocate failed (%d)\n", i, rc);
-        return -1;
+        if (rc != -437)
+            fprintf(stderr, "turn_load: session %d: Allocate failed (%d)\n", i, rc);
+        return rc;
     }
     s->allocated = true;
     rc = turn_request(s, BT_METHOD_CHANNEL_BIND, add_bind, s, &r, rbuf);
@@ -204,6 +205,22 @@ static int open_session(session_t *s)
         return -1;
     bt_sockbufs(s->fd, 1 << 20);
     return 0;
+}
+
+/* Opens and sets up session i. A 437 means the kernel gave this socket the port of an
+ * allocation an earlier run left behind (its Refresh 0 was lost): use another port. */
+static int start_session(session_t *s, int i)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        memset(s, 0, sizeof *s);
+        if (open_session(s) != 0)
+            return -1;
+        int rc = setup_session(s, i);
+        if (rc != -437)
+            return rc;
+        close(s->fd);
+    }
+    return -1;
 }
 
 /* ---- data phase ------------------------------------------------------------------- */
@@ -424,7 +441,7 @@ int main(int argc, char **argv)
         pthread_create(&echo_t, NULL, echo_main, &efd);
     }
     for (int i = 0; i < o.sessions; i++)
-        if (open_session(&g_sess[i]) != 0 || setup_session(&g_sess[i], i) != 0) {
+        if (start_session(&g_sess[i], i) != 0) {
             fprintf(stderr, "turn_load: setup of session %d failed\n", i);
             atomic_store(&g_stop, true);
             teardown();
