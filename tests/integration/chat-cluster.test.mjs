@@ -9,6 +9,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tempDir } from './lib/daemon.mjs';
 import { Redis, until, readyz } from './lib/sigclient.mjs';
 import { startChat, stopClean, register, addDevice, Client, b64, unb64, directFrame } from './lib/chat.mjs';
@@ -19,6 +20,15 @@ describe('chat on two nodes', () => {
     `presence.redis_url=redis://127.0.0.1:${redis.port}`, `presence.key_prefix=c${process.pid}:`,
     'presence.ttl=2s', 'presence.heartbeat_interval=500ms', 'presence.connect_timeout=1s',
     `store.path=${join(shared, 'parley.db')}`];
+
+  // A device's presence entry reaches Redis just after its auth.result (the gateway
+  // posts the registration to the presence thread), so a cross-node send in that
+  // instant would find it offline and queue instead of pushing live: wait for the
+  // entries of the devices a test expects live delivery to.
+  const registered = (dev) => spawnSync('redis-cli', ['-p', String(redis.port), 'EXISTS',
+    `c${process.pid}:dev:${dev}`], { encoding: 'utf8' }).stdout.trim() === '1';
+  const waitRegistered = (...devs) => until(async () => devs.every(registered), 10000,
+    `devices ${devs.join(',')} registered in presence`);
 
   before(async () => {
     shared = tempDir('parley-chat-shared-');
@@ -40,6 +50,7 @@ describe('chat on two nodes', () => {
     const ca = await Client.connect(n1, alice, { sync: true });
     const cb = await Client.connect(n2, bob, { sync: true });
     await cb.nextType('chat.queue_empty');
+    await waitRegistered(alice.device_id, bob.device_id);
     const sent = await ca.ok(directFrame(bob.username, [bob.device_id], 'across'));
     const m = await cb.nextType('chat.message');
     assert.deepEqual([m.message_id, m.from, unb64(m.body)],
@@ -66,6 +77,7 @@ describe('chat on two nodes', () => {
     // bob's devices come up on different nodes; each drains its own queue in order.
     const c1 = await Client.connect(n2, bob);
     const c2 = await Client.connect(n1, bob2);
+    await waitRegistered(alice.device_id, bob.device_id, bob2.device_id);
     for (const [c, dev] of [[c1, bob.device_id], [c2, bob2.device_id]]) {
       assert.equal((await c.sync()).queued, 5);
       const got = [];
@@ -88,6 +100,7 @@ describe('chat on two nodes', () => {
     const cb = await Client.connect(n2, b, { sync: true });
     const cc = await Client.connect(n2, c, { sync: true });
     for (const cl of [ca, cb, cc]) await cl.nextType('chat.queue_empty');
+    await waitRegistered(a.device_id, b.device_id, c.device_id);
     const g = (await ca.ok({ type: 'chat.group.create', name: 'x-node', members: [b.username, c.username] })).group;
     for (const cl of [cb, cc]) assert.equal((await cl.nextType('chat.event')).group_id, g.group_id);
     const s = await ca.ok({ type: 'chat.send', client_id: 'xg1', group_id: g.group_id, body: b64('sk') });
