@@ -1,8 +1,14 @@
 /* conn.c: one parley.v1 WebSocket connection on its gateway thread: the handshake
  * filter (path /ws, subprotocol, limits), message reassembly up to max_frame_size,
  * parse -> auth state -> rate limit -> validate -> dispatch, the bounded send queue
- * with its slow-consumer policy, the abuse counter, the auth deadline and session
- * expiry timer, and closing with a code after the queued frames.
+ * with its slow-consumer policy, the abuse counter, closing with a code after the
+ * queued frames, and the per-thread 1-s sweep that enforces the auth deadline, session
+ * expiry, WebSocket pings after ping_interval of silence and the idle hang-up.
+ *
+ * Why a sweep and not lws timers: lws keeps all of a thread's timers in one sorted
+ * list, so each lws_set_timer_usecs or validity re-arm (on every frame) walked up to
+ * n entries; with ~20k connections that was ~40 % of the gateway threads. The sweep
+ * walks the thread's connections once a second (O(n) per second, not per event).
  *
  * What it does not do: know any frame type besides the rules for the authenticating
  * one; accounts (accounts.c) supply "auth" and the rest.
@@ -20,6 +26,10 @@
 #define CLOSE_BACKSTOP_S 5          /* kill a closing conn whose peer stops reading */
 #define HARD_QUEUE_FACTOR 4         /* send queue bound even while the socket drains */
 #define WRITES_PER_CALLBACK 16
+#define SWEEP_MS 1000
+/* A ping goes out when the silence reaches ping_interval minus half a sweep, so the
+ * 1-s granularity cannot stretch the ping period to nearly 2 s (for 1 s). */
+#define PING_SLACK_MS (SWEEP_MS / 2)
 
 static uint64_t now_ms(void)
 {
@@ -283,6 +293,17 @@ static int on_receive(pl_sig_thread_t *t, pl_sig_conn_t *c, const char *in, size
 static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
     PL_UNUSED(t);
+    if (c->ping_due && c->state != PL_SIG_CONN_CLOSING && !lws_partial_buffered(c->wsi)) {
+        /* RFC 6455 §5.5.2/§5.5.3: the peer echoes the payload in its PONG, which counts
+         * as activity. One byte, not none: lws 4.1 gives no RECEIVE_PONG callback for
+         * an empty PONG. */
+        unsigned char ping[LWS_PRE + 1];
+        c->ping_due = false;
+        c->ping_sent = true;
+        ping[LWS_PRE] = 'p';
+        if (lws_write(c->wsi, ping + LWS_PRE, 1, LWS_WRITE_PING) < 0)
+            return -1;
+    }
     if (c->out_head) {
         /* Several frames per callback while the kernel takes them whole; lws keeps
          * the tail of a partial write itself and calls back when it has sent it. */
@@ -313,7 +334,8 @@ static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
     return 0;
 }
 
-static void on_timer(pl_sig_thread_t *t, pl_sig_conn_t *c)
+/* The auth deadline or the session expiry has passed. */
+static void on_deadline(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
     if (c->state == PL_SIG_CONN_NEW || c->state == PL_SIG_CONN_AUTHING) {
         pl_sig_count_auth_fail(t, PL_SIG_AF_TIMEOUT);
@@ -325,6 +347,78 @@ static void on_timer(pl_sig_thread_t *t, pl_sig_conn_t *c)
         pl_metric_inc(t->shard, t->gw->m.close_expired);
         pl_sig_conn_close(t, c, PL_SIG_CLOSE_SESSION_EXPIRED, NULL);
     }
+}
+
+/* ---- the sweep ---------------------------------------------------------------------- */
+
+static void sweep_link(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    c->sw_prev = NULL;
+    c->sw_next = t->sweep_head;
+    if (t->sweep_head)
+        t->sweep_head->sw_prev = c;
+    t->sweep_head = c;
+}
+
+/* Idempotent: an unlinked conn has no prev and is not the head. */
+static void sweep_unlink(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    if (!c->sw_prev && t->sweep_head != c)
+        return;
+    if (c->sw_prev)
+        c->sw_prev->sw_next = c->sw_next;
+    else
+        t->sweep_head = c->sw_next;
+    if (c->sw_next)
+        c->sw_next->sw_prev = c->sw_prev;
+    c->sw_prev = c->sw_next = NULL;
+}
+
+static void sweep_one(pl_sig_thread_t *t, pl_sig_conn_t *c, uint64_t now)
+{
+    if (c->state == PL_SIG_CONN_CLOSING)
+        return;                     /* lws_set_timeout's backstop has it */
+    if (c->deadline_ms && now >= c->deadline_ms) {
+        c->deadline_ms = 0;
+        on_deadline(t, c);
+        return;
+    }
+    uint64_t quiet = now - c->last_rx_ms;
+    uint64_t idle_ms = (uint64_t)t->gw->opts.idle_timeout_s * 1000;
+    uint64_t ping_ms = (uint64_t)t->gw->opts.ping_interval_s * 1000;
+    if (idle_ms && quiet >= idle_ms) {
+        /* No frame nor pong for idle_timeout: the peer is gone. Dropped without a
+         * close frame (it would not read one), as lws's hang-up did. */
+        sweep_unlink(t, c);
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    } else if (ping_ms && !c->ping_sent && quiet + PING_SLACK_MS >= ping_ms) {
+        c->ping_due = true;
+        lws_callback_on_writable(c->wsi);
+    }
+}
+
+static void sweep_cb(lws_sorted_usec_list_t *sul)
+{
+    pl_sig_thread_t *t = (pl_sig_thread_t *)(void *)((char *)sul -
+                                                     offsetof(pl_sig_thread_t, sweep_sul));
+    uint64_t now = now_ms();
+    for (pl_sig_conn_t *c = t->sweep_head, *next; c; c = next) {
+        next = c->sw_next;          /* sweep_one may unlink c, never another */
+        sweep_one(t, c, now);
+    }
+    lws_sul_schedule(t->ctx, 0, &t->sweep_sul, sweep_cb, (lws_usec_t)SWEEP_MS * 1000);
+}
+
+void pl_sig_conn_sweep_start(pl_sig_thread_t *t)
+{
+    lws_sul_schedule(t->ctx, 0, &t->sweep_sul, sweep_cb, (lws_usec_t)SWEEP_MS * 1000);
+}
+
+/* Any frame or pong from the peer: it is alive. */
+static void note_rx(pl_sig_conn_t *c)
+{
+    c->last_rx_ms = now_ms();
+    c->ping_sent = false;
 }
 
 static int on_filter(pl_sig_thread_t *t, struct lws *wsi)
@@ -349,13 +443,16 @@ static void on_established(pl_sig_thread_t *t, pl_sig_conn_t *c, struct lws *wsi
     atomic_fetch_add(&t->n_ws, 1);
     pl_metric_gauge_add(t->shard, t->gw->m.connections, 1);
     pl_metric_inc(t->shard, t->gw->m.handshakes);
-    lws_set_timer_usecs(wsi, (lws_usec_t)t->gw->opts.auth_timeout_ms * 1000);
+    c->last_rx_ms = now_ms();
+    c->deadline_ms = c->last_rx_ms + t->gw->opts.auth_timeout_ms;
+    sweep_link(t, c);
 }
 
 static void on_closed(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
     if (!c->id)
         return;
+    sweep_unlink(t, c);
     if (c->device_id) {
         pl_sig_dir_remove(t->gw->dir, c->device_id, c->id);
         pl_sig_conn_info_t info = { c->id, c->account_id, c->device_id, t->index };
@@ -385,12 +482,13 @@ int pl_sig_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         on_established(t, c, wsi);
         return 0;
     case LWS_CALLBACK_RECEIVE:
+        note_rx(c);
         return on_receive(t, c, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        note_rx(c);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return on_writeable(t, c);
-    case LWS_CALLBACK_TIMER:
-        on_timer(t, c);
-        return 0;
     case LWS_CALLBACK_CLOSED:
         on_closed(t, c);
         return 0;
@@ -454,11 +552,9 @@ int pl_sig_conn_authenticated(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *id
         pl_metric_inc(t->shard, gw->m.close_replaced);
         pl_sig_close(gw, old, PL_SIG_CLOSE_REPLACED, "replaced by a newer connection");
     }
+    /* The session expiry is wall time; the sweep compares monotonic time. */
     uint64_t wall = pl_now_wall_ms();
-    if (who->expires_at_ms > wall)
-        lws_set_timer_usecs(c->wsi, (lws_usec_t)(who->expires_at_ms - wall) * 1000);
-    else
-        lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
+    c->deadline_ms = who->expires_at_ms > wall ? now_ms() + (who->expires_at_ms - wall) : 0;
     pl_metric_inc(t->shard, gw->m.auth_ok);
     pl_sig_conn_send(t, c, pl_sig_frame_make("auth.result", id, result));
     pl_sig_conn_info_t info = { c->id, c->account_id, c->device_id, t->index };

@@ -149,6 +149,10 @@ typedef struct pl_sig_thread {
     uint32_t n_slots;
     uint32_t free_head;             /* UINT32_MAX = none */
     pl_metrics_shard_t *shard;
+    /* conn.c: one 1-s sweep over the thread's WebSockets enforces deadlines, pings and
+     * the idle hang-up (per-connection lws timers cost an O(n) sorted insert each). */
+    lws_sorted_usec_list_t sweep_sul;
+    struct pl_sig_conn *sweep_head;
 } pl_sig_thread_t;
 
 enum { PL_SIG_CONN_NEW, PL_SIG_CONN_AUTHING, PL_SIG_CONN_AUTHED, PL_SIG_CONN_CLOSING };
@@ -174,11 +178,17 @@ typedef struct pl_sig_conn {
     uint32_t rx_len;
     uint32_t out_bytes;
     pl_sig_bucket_t rate;
+    struct pl_sig_conn *sw_prev;    /* the thread's sweep list (conn.c) */
+    struct pl_sig_conn *sw_next;
+    uint64_t last_rx_ms;            /* monotonic: last frame or pong received */
+    uint64_t deadline_ms;           /* monotonic: auth deadline, then session expiry; 0 none */
     uint64_t err_window_start_ms;
     uint16_t err_count;
     uint16_t close_code;
     uint8_t state;
     bool rx_discard;                /* dropping the rest of a rejected message */
+    bool ping_due;                  /* write a PING at the next writeable callback */
+    bool ping_sent;                 /* a PING went out since last_rx_ms */
 } pl_sig_conn_t;
 
 /* The HTTP per-transaction data. */
@@ -222,7 +232,7 @@ struct pl_sig_gateway {
     uint16_t port;                  /* bound plain port */
     uint16_t tls_port;
     struct lws_http_mount mounts[2];    /* /v1 (callback) and / (web_root files) */
-    lws_retry_bo_t retry;           /* ping interval and idle hang-up */
+    lws_retry_bo_t retry;           /* all zero: lws's own ping/hang-up timers off */
     atomic_bool draining;
     bool started;
 };
@@ -266,6 +276,9 @@ void pl_sig_count_error(pl_sig_thread_t *t, const char *code);
 /* conn.c */
 int pl_sig_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                        void *in, size_t len);
+/* Starts t's 1-s sweep (deadlines, pings, idle hang-up). Service thread, before the
+ * loop; lws_sul_cancel(&t->sweep_sul) before destroying the context. */
+void pl_sig_conn_sweep_start(pl_sig_thread_t *t);
 /* Closes every WebSocket of t with 1001 (drain). Service thread. */
 void pl_sig_conn_close_all(pl_sig_thread_t *t);
 /* Queues out (owned) on c; closes c as a slow consumer on overflow. */

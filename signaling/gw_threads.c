@@ -6,7 +6,10 @@
  * lws knobs here are chosen for it: a 1 KiB per-connection rx buffer (messages larger
  * than that are reassembled on demand in conn.c), a bounded pool of HTTP header
  * buffers (only handshakes in flight hold one; lws frees it at the upgrade), and no
- * per-connection timers besides lws's own.
+ * per-connection lws timers once a WebSocket is up: lws keeps every timer of a thread
+ * in one sorted list (O(n) insert), so the auth deadline, session expiry, pings and
+ * the idle hang-up are enforced by conn.c's 1-s sweep instead, and the lws retry
+ * policy is all zero (no validity timer re-armed on every frame).
  *
  * Threading: create/start/stop/destroy on the main thread; thread_main on each service
  * thread. */
@@ -270,6 +273,7 @@ static int create_context(pl_sig_thread_t *t)
     ci.max_http_header_pool = HEADER_POOL;
     ci.timeout_secs = 10;
     ci.keepalive_timeout = 5;
+    ci.retry_and_idle_policy = &gw->retry;
     t->ctx = lws_create_context(&ci);
     if (!t->ctx)
         return -ENOMEM;
@@ -299,9 +303,11 @@ static void *thread_main(void *arg)
     snprintf(name, sizeof(name), "sig-gw-%u", t->index % 100);
     pthread_setname_np(pthread_self(), name);
     pl_sig_thread_set_current(t);
+    pl_sig_conn_sweep_start(t);
     while (!atomic_load(&t->quit))
         if (lws_service(t->ctx, 0) < 0)
             break;
+    lws_sul_cancel(&t->sweep_sul);
     pl_sig_thread_drain_inbox(t);
     /* Destroying the context closes every connection here, on the owning thread. */
     struct lws_context *ctx = t->ctx;
@@ -341,8 +347,7 @@ int pl_sig_gateway_start(pl_sig_gateway_t *gw)
     pl_sig_gateway_seal(gw);
     register_metrics(gw);
     setup_mounts(gw);
-    gw->retry.secs_since_valid_ping = gw->opts.ping_interval_s;
-    gw->retry.secs_since_valid_hangup = gw->opts.idle_timeout_s;
+    memset(&gw->retry, 0, sizeof(gw->retry));   /* conn.c's sweep pings and hangs up */
     lws_set_log_level(LLL_ERR | (pl_log_get_level() <= PL_LOG_DEBUG ? LLL_WARN : 0),
                       lws_log_sink);
     int rc = open_listeners(gw);
