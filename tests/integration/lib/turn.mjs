@@ -35,6 +35,11 @@ export async function startTurnDaemon({ threads = 2, allowedPeers = ['127.0.0.1/
     `users = ${TURN_USER}:${TURN_PASS}`,
     `auth_secret = ${TURN_SECRET}`,
     `threads = ${threads}`,
+    // Relayed ports above the kernel's ephemeral range (32768-60999): the clients and
+    // peers of a test never hold a port the server is about to relay on (an EVEN-PORT
+    // reservation is held in the pool, not by a socket, so a client taking the odd
+    // port would turn the paired Allocate into a 508).
+    'relay_ports = 61000-65535',
     allowedPeers.length ? `allowed_peers = ${allowedPeers.join(', ')}` : '',
     extra, '',
   ].join('\n');
