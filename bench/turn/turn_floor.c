@@ -9,9 +9,10 @@
  *                (an allocation without Allocate); the datagram is echoed as the ack.
  *                The lookup is an array indexed by the client's port (loopback only);
  *                a hello from a known port is acked again (a later run reusing it).
- *   client->peer recvmmsg (batch 32) on the listener; per datagram, strip the 4-byte
- *                ChannelData header and sendto() the payload on the session's relay
- *                socket to the peer (one system call per datagram, as parleyd).
+ *   client->peer recvmmsg (batch 32, at most 4 batches per wake-up, as parleyd) on
+ *                the listener; per datagram, strip the 4-byte ChannelData header and
+ *                sendto() the payload on the session's relay socket to the peer (one
+ *                system call per datagram, as parleyd).
  *   peer->client recvmmsg on the relay socket straight into the listener's transmit
  *                slots, 4 bytes in; write the ChannelData header in place; the batch
  *                goes out with sendmmsg when full or at the end of the loop iteration.
@@ -117,7 +118,8 @@ static void open_session(worker_t *w, const struct sockaddr_in *client, const ui
 
 static void on_listener(worker_t *w)
 {
-    for (;;) {
+    /* At most 4 batches per wake-up, then the relay sockets get their turn (as parleyd). */
+    for (int round = 0; round < 4; round++) {
         for (int i = 0; i < BATCH; i++)
             w->rx_msgs[i].msg_hdr.msg_namelen = sizeof w->rx_addr[i];
         int n = recvmmsg(w->lfd, w->rx_msgs, BATCH, MSG_DONTWAIT, NULL);
@@ -153,7 +155,7 @@ static void on_listener(worker_t *w)
 
 static void on_relay(worker_t *w, session_t *s)
 {
-    for (;;) {
+    for (int round = 0; round < 4; round++) {
         if (w->n_tx == BATCH)
             flush_tx(w);
         unsigned base = w->n_tx, k = BATCH - base;
