@@ -427,15 +427,23 @@ static void test_backpressure_udp_peer(void **state)
     pl_stun_msg_t m;
     sc_allocate(c, false, &relayed);
     assert_int_equal(sc_call(c, PL_STUN_METHOD_CHANNEL_BIND, fill_chan, &peer, buf, &m), 0);
-    enum { N = 20000, LEN = 1000 };
+    enum { BATCH = 2000, MAX_N = 400000, LEN = 1000 };
     uint8_t dgram[LEN];
     memset(dgram, 0xAB, sizeof dgram);
-    for (uint32_t i = 0; i < N; i++) {
-        memcpy(dgram, &i, sizeof i);
-        assert_int_equal(sendto(pfd, dgram, LEN, 0, &relayed.sa, pl_sockaddr_len(&relayed)), LEN);
+    /* Flood in batches until the relay thread has paused (its output buffer passed the
+     * high-water mark). How many datagrams that takes depends on how fast the thread
+     * reads (a sanitizer build reads slowly, so the kernel drops most of a burst before
+     * the buffer fills), hence batches rather than a fixed count. */
+    uint32_t N = 0;
+    uint64_t deadline = pl_now_mono_ms() + 30000;
+    while (N < MAX_N && metric(&p, p.e->ids.stream_pauses) == 0 && pl_now_mono_ms() < deadline) {
+        for (int k = 0; k < BATCH; k++, N++) {
+            memcpy(dgram, &N, sizeof N);
+            assert_int_equal(sendto(pfd, dgram, LEN, 0, &relayed.sa, pl_sockaddr_len(&relayed)), LEN);
+        }
+        for (int i = 0; i < 20 && metric(&p, p.e->ids.stream_pauses) == 0; i++)
+            usleep(5000);
     }
-    for (int i = 0; i < 300 && metric(&p, p.e->ids.stream_pauses) == 0; i++)
-        usleep(10000);
     assert_true(metric(&p, p.e->ids.stream_pauses) > 0);
     /* Now read everything: numbers only ever increase, nothing arrives twice. */
     uint64_t got = 0;
