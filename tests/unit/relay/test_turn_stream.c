@@ -561,7 +561,10 @@ static void test_rfc6062_connect(void **state)
     assert_memory_equal(buf, "pong!", 5);
     /* A burst into a data connection that does not read: reading the peer stops,
      * and everything arrives once it reads. */
-    enum { BURST = 4 << 20 };
+    /* Larger than every kernel buffer on the way (the peer's send buffer and the
+     * server-side send buffer of the data connection autotune up to 4 MiB each), so
+     * the relay's own output buffer must fill and pause reading the peer. */
+    enum { BURST = 16 << 20 };
     uint8_t *big = malloc(BURST), *back = malloc(BURST);
     for (size_t i = 0; i < BURST; i++)
         big[i] = (uint8_t)(i * 7 + (i >> 13));
