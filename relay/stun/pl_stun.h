@@ -162,15 +162,17 @@ typedef struct pl_stun_chandata {
     const uint8_t *data;    /* borrowed: valid while the buffer is */
 } pl_stun_chandata_t;
 
-/* Parses a ChannelData message (RFC 8656 §12.4) from a datagram or a stream frame.
- * Trailing bytes (padding, RFC 8656 §12.5) are allowed. Returns 0, or PL_EPARSE for
- * a short header, a channel outside 0x4000-0x4FFF or a length beyond the buffer. */
-static inline int pl_stun_chandata_parse(const uint8_t *p, size_t n, pl_stun_chandata_t *out)
+/* Parses a ChannelData message whose channel number lies in [PL_STUN_CHANNEL_MIN,
+ * max_channel]: the shared body of pl_stun_chandata_parse and of servers that accept
+ * RFC 5766's wider range (max_channel 0x7FFF). Returns 0 or PL_EPARSE. */
+static inline int pl_stun_chandata_parse_upto(const uint8_t *p, size_t n, uint16_t max_channel,
+                                              pl_stun_chandata_t *out)
 {
     if (n < PL_STUN_CHANDATA_HEADER_LEN)
         return PL_EPARSE;
     uint16_t ch = pl_stun_rd16(p), len = pl_stun_rd16(p + 2);
-    if (!pl_stun_channel_valid(ch) || (size_t)len + PL_STUN_CHANDATA_HEADER_LEN > n)
+    if (ch < PL_STUN_CHANNEL_MIN || ch > max_channel ||
+        (size_t)len + PL_STUN_CHANDATA_HEADER_LEN > n)
         return PL_EPARSE;
     out->channel = ch;
     out->len = len;
@@ -178,16 +180,23 @@ static inline int pl_stun_chandata_parse(const uint8_t *p, size_t n, pl_stun_cha
     return 0;
 }
 
-/* Frames a ChannelData message in place for the zero-copy relay path: the caller has
- * already put data_len bytes of application data at buf + 4; this writes the 4-byte
- * header in front and, when stream is true (TCP/TLS), zero padding up to a multiple
- * of 4 (RFC 8656 §12.5; over UDP padding is optional and omitted). Returns the frame
- * length to send, or PL_EPARSE for an invalid channel / data_len > 65535, or PL_ELIMIT
+/* Parses a ChannelData message (RFC 8656 §12.4) from a datagram or a stream frame.
+ * Trailing bytes (padding, RFC 8656 §12.5) are allowed. Returns 0, or PL_EPARSE for
+ * a short header, a channel outside 0x4000-0x4FFF or a length beyond the buffer. */
+static inline int pl_stun_chandata_parse(const uint8_t *p, size_t n, pl_stun_chandata_t *out)
+{
+    return pl_stun_chandata_parse_upto(p, n, PL_STUN_CHANNEL_MAX, out);
+}
+
+/* Writes a ChannelData header for a channel the caller has already checked, in front
+ * of data_len bytes at buf + 4, plus zero padding to a multiple of 4 when stream is
+ * true: the shared body of pl_stun_chandata_frame and of servers with their own channel
+ * range. Returns the frame length, or PL_EPARSE for data_len > 65535, or PL_ELIMIT
  * when the padded frame does not fit in cap. */
-static inline int pl_stun_chandata_frame(uint8_t *buf, size_t cap, uint16_t channel,
+static inline int pl_stun_chandata_write(uint8_t *buf, size_t cap, uint16_t channel,
                                          size_t data_len, bool stream)
 {
-    if (!pl_stun_channel_valid(channel) || data_len > 0xFFFF)
+    if (data_len > 0xFFFF)
         return PL_EPARSE;
     size_t total = PL_STUN_CHANDATA_HEADER_LEN + data_len;
     size_t framed = stream ? (total + 3) & ~(size_t)3 : total;
@@ -200,6 +209,20 @@ static inline int pl_stun_chandata_frame(uint8_t *buf, size_t cap, uint16_t chan
     for (size_t i = total; i < framed; i++)
         buf[i] = 0;
     return (int)framed;
+}
+
+/* Frames a ChannelData message in place for the zero-copy relay path: the caller has
+ * already put data_len bytes of application data at buf + 4; this writes the 4-byte
+ * header in front and, when stream is true (TCP/TLS), zero padding up to a multiple
+ * of 4 (RFC 8656 §12.5; over UDP padding is optional and omitted). Returns the frame
+ * length to send, or PL_EPARSE for an invalid channel / data_len > 65535, or PL_ELIMIT
+ * when the padded frame does not fit in cap. */
+static inline int pl_stun_chandata_frame(uint8_t *buf, size_t cap, uint16_t channel,
+                                         size_t data_len, bool stream)
+{
+    if (!pl_stun_channel_valid(channel))
+        return PL_EPARSE;
+    return pl_stun_chandata_write(buf, cap, channel, data_len, stream);
 }
 
 /* Stream framing (TCP/TLS, RFC 8489 §6.2.2, RFC 8656 §12.5): given the bytes received

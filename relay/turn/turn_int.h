@@ -334,8 +334,9 @@ typedef struct pl_turn_tcp_ops {
  * RFC 8656 §12 narrowed client channels to 0x4000-0x4FFF and reserved 0x5000-0x7FFF,
  * but RFC 5766 §11 allowed 0x4000-0x7FFF and RFC 5766 clients still use it (coturn's
  * turnutils_uclient binds e.g. 0x582f). A server can accept the wider range safely:
- * first bytes 0x40-0x7F are nothing else in RFC 7983 demultiplexing. The codec
- * (pl_stun_chandata_*) implements the RFC 8656 range, so the server uses these.
+ * first bytes 0x40-0x7F are nothing else in RFC 7983 demultiplexing. The codec's
+ * pl_stun_chandata_parse/_frame implement the RFC 8656 range; the server uses these
+ * wrappers around the codec's shared bodies (pl_stun_chandata_parse_upto/_write).
  * ------------------------------------------------------------------------------- */
 
 #define PL_TURN_CHANNEL_MIN 0x4000u
@@ -352,18 +353,11 @@ static inline bool pl_turn_is_chandata(const uint8_t *p, size_t n)
     return n >= PL_STUN_CHANDATA_HEADER_LEN && (p[0] & 0xC0) == 0x40;
 }
 
-/* Parses ChannelData (RFC 8656 §12.4, padding allowed). Returns 0 or PL_EPARSE. */
+/* Parses ChannelData (RFC 8656 §12.4, padding allowed) in the RFC 5766 channel range.
+ * Returns 0 or PL_EPARSE. */
 static inline int pl_turn_chandata_parse(const uint8_t *p, size_t n, pl_stun_chandata_t *out)
 {
-    if (n < PL_STUN_CHANDATA_HEADER_LEN)
-        return PL_EPARSE;
-    uint16_t ch = pl_stun_rd16(p), len = pl_stun_rd16(p + 2);
-    if (!pl_turn_channel_valid(ch) || (size_t)len + PL_STUN_CHANDATA_HEADER_LEN > n)
-        return PL_EPARSE;
-    out->channel = ch;
-    out->len = len;
-    out->data = p + PL_STUN_CHANDATA_HEADER_LEN;
-    return 0;
+    return pl_stun_chandata_parse_upto(p, n, PL_TURN_CHANNEL_MAX, out);
 }
 
 /* Writes the 4-byte header in front of data_len bytes at buf + 4 and, for streams,
@@ -372,19 +366,9 @@ static inline int pl_turn_chandata_parse(const uint8_t *p, size_t n, pl_stun_cha
 static inline int pl_turn_chandata_frame(uint8_t *buf, size_t cap, uint16_t channel,
                                          size_t data_len, bool stream)
 {
-    if (!pl_turn_channel_valid(channel) || data_len > 0xFFFF)
+    if (!pl_turn_channel_valid(channel))
         return PL_EPARSE;
-    size_t total = PL_STUN_CHANDATA_HEADER_LEN + data_len;
-    size_t framed = stream ? (total + 3) & ~(size_t)3 : total;
-    if (framed > cap)
-        return PL_ELIMIT;
-    buf[0] = (uint8_t)(channel >> 8);
-    buf[1] = (uint8_t)channel;
-    buf[2] = (uint8_t)(data_len >> 8);
-    buf[3] = (uint8_t)data_len;
-    for (size_t i = total; i < framed; i++)
-        buf[i] = 0;
-    return (int)framed;
+    return pl_stun_chandata_write(buf, cap, channel, data_len, stream);
 }
 
 /* Stream framing for TCP/TLS clients (RFC 8656 §12.5) with the RFC 5766 channel range:
