@@ -418,6 +418,9 @@ int64_t chat_sql_account(pl_store_conn_t *conn, const char *username);
 int64_t chat_lookup_account(chat_op_t *op, pl_store_conn_t *conn, const char *username);
 /* Username of an account into out (empty when unknown). */
 int chat_sql_username(pl_store_conn_t *conn, uint64_t account_id, char out[CHAT_USERNAME_MAX + 1]);
+/* Runs sql (a string literal: statements are cached by pointer) with ?1 = id and
+ * collects column 0 of every row. *out owned. Returns count or negative. */
+long chat_sql_ids(pl_store_conn_t *conn, const char *sql, uint64_t id, uint64_t **out);
 /* The devices of an account, ascending. *out owned. Returns count or negative. */
 long chat_sql_devices(pl_store_conn_t *conn, uint64_t account_id, uint64_t **out);
 /* Member role in a group: 1 admin, 0 member, -1 not a member (or no such group),

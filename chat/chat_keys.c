@@ -29,26 +29,10 @@
 
 static long interested(pl_store_conn_t *conn, uint64_t me, uint64_t **out)
 {
-    sqlite3_stmt *st = pl_store_prepare(conn,
+    return chat_sql_ids(conn,
         "SELECT owner_id FROM chat_contacts WHERE contact_id = ?1 UNION"
-        " SELECT partner_id FROM chat_partners WHERE account_id = ?1 UNION SELECT ?1");
-    if (!st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)me);
-    size_t n = 0, cap = 16;
-    uint64_t *v = pl_xmalloc(cap * sizeof(*v));
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap)
-            v = pl_xrealloc(v, (cap *= 2) * sizeof(*v));
-        v[n++] = (uint64_t)sqlite3_column_int64(st, 0);
-    }
-    if (rc != SQLITE_DONE) {
-        free(v);
-        return PL_ESTATE;
-    }
-    *out = v;
-    return (long)n;
+        " SELECT partner_id FROM chat_partners WHERE account_id = ?1 UNION SELECT ?1",
+        me, out);
 }
 
 static int announce_change(chat_op_t *op, pl_store_conn_t *conn)

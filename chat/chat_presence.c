@@ -79,25 +79,9 @@ void chat_presence_changed(chat_op_t *op, pl_store_conn_t *conn, uint64_t accoun
 /* The caller's contacts, ascending. */
 static long contacts_of(pl_store_conn_t *conn, uint64_t owner, uint64_t **out)
 {
-    sqlite3_stmt *st = pl_store_prepare(conn,
-        "SELECT contact_id FROM chat_contacts WHERE owner_id = ?1 ORDER BY contact_id LIMIT 4096");
-    if (!st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)owner);
-    size_t n = 0, cap = 16;
-    uint64_t *v = pl_xmalloc(cap * sizeof(*v));
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap)
-            v = pl_xrealloc(v, (cap *= 2) * sizeof(*v));
-        v[n++] = (uint64_t)sqlite3_column_int64(st, 0);
-    }
-    if (rc != SQLITE_DONE) {
-        free(v);
-        return PL_ESTATE;
-    }
-    *out = v;
-    return (long)n;
+    return chat_sql_ids(conn,
+        "SELECT contact_id FROM chat_contacts WHERE owner_id = ?1 ORDER BY contact_id LIMIT 4096",
+        owner, out);
 }
 
 static int exec_subscribe(chat_op_t *op, pl_store_conn_t *conn)

@@ -75,14 +75,19 @@ static long collect_ids(sqlite3_stmt *st, uint64_t **out)
     return (long)n;
 }
 
-long chat_sql_devices(pl_store_conn_t *conn, uint64_t account_id, uint64_t **out)
+long chat_sql_ids(pl_store_conn_t *conn, const char *sql, uint64_t id, uint64_t **out)
 {
-    sqlite3_stmt *st = pl_store_prepare(conn,
-        "SELECT id FROM devices WHERE account_id = ?1 ORDER BY id");
+    sqlite3_stmt *st = pl_store_prepare(conn, sql);
     if (!st)
         return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)account_id);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     return collect_ids(st, out);
+}
+
+long chat_sql_devices(pl_store_conn_t *conn, uint64_t account_id, uint64_t **out)
+{
+    return chat_sql_ids(conn, "SELECT id FROM devices WHERE account_id = ?1 ORDER BY id",
+                        account_id, out);
 }
 
 int chat_sql_member_role(pl_store_conn_t *conn, uint64_t group_id, uint64_t account_id)
@@ -101,12 +106,9 @@ int chat_sql_member_role(pl_store_conn_t *conn, uint64_t group_id, uint64_t acco
 
 long chat_sql_members(pl_store_conn_t *conn, uint64_t group_id, uint64_t **out)
 {
-    sqlite3_stmt *st = pl_store_prepare(conn,
-        "SELECT account_id FROM chat_members WHERE group_id = ?1 ORDER BY account_id");
-    if (!st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)group_id);
-    return collect_ids(st, out);
+    return chat_sql_ids(conn,
+        "SELECT account_id FROM chat_members WHERE group_id = ?1 ORDER BY account_id",
+        group_id, out);
 }
 
 int chat_sql_is_contact(pl_store_conn_t *conn, uint64_t owner, uint64_t contact)
