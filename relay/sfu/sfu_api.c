@@ -13,6 +13,7 @@
  * unread.
  *
  * Threading: create/destroy on the main thread; entry points on any thread. */
+#include "relay/sfu/sfu_gpoll.h"
 #include "relay/sfu/sfu_int.h"
 
 #include <errno.h>
@@ -163,6 +164,9 @@ static gpointer loop_main(gpointer arg)
 {
     pl_sfu_loop_t *ml = arg;
     g_main_context_push_thread_default(ml->ctx);
+    int rc = pl_gpoll_attach(ml->ctx);
+    if (rc < 0)
+        pl_log_warn("sfu.epoll.failed", "error=%d using=poll", -rc);
     ml->tick = g_timeout_source_new(100);
     g_source_set_callback(ml->tick, tick, ml, NULL);
     g_source_attach(ml->tick, ml->ctx);
@@ -176,6 +180,7 @@ static gpointer loop_main(gpointer arg)
     gint64 end = g_get_monotonic_time() + 500 * 1000;
     while (g_main_context_iteration(ml->ctx, FALSE) && g_get_monotonic_time() < end)
         ;
+    pl_gpoll_detach(ml->ctx);
     g_main_context_pop_thread_default(ml->ctx);
     return NULL;
 }
