@@ -9,9 +9,9 @@
  * carried in the signaled SDP, so any self-signed certificate is accepted by OpenSSL
  * and checked against that fingerprint once the handshake completes.
  *
- * Threading: pl_dtls_ctx_create at start-up; the BIO method and srtp_init are created
- * once per process (pthread_once). An SSL object and its srtp sessions belong to their
- * pc's thread; SSL_CTX is shared read-only after set-up (OpenSSL allows SSL_new from
+ * Threading: pl_dtls_ctx_create at start-up; the BIO method is created once per
+ * process (pthread_once). An SSL object and its SRTP sessions belong to their pc's
+ * thread; SSL_CTX is shared read-only after set-up (OpenSSL allows SSL_new from
  * several threads). */
 #include "relay/sfu/sfu_pc_int.h"
 
@@ -27,7 +27,6 @@
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static BIO_METHOD *g_bio_method;
-static bool g_srtp_ok;
 
 /* Write side of the SSL object: one BIO_write is one DTLS datagram, sent at once over
  * the selected ICE pair (a memory BIO would glue flights together past the MTU). */
@@ -76,7 +75,6 @@ static void once_init(void)
         BIO_meth_set_create(g_bio_method, bio_create);
         BIO_meth_set_destroy(g_bio_method, bio_destroy);
     }
-    g_srtp_ok = srtp_init() == srtp_err_status_ok;
 }
 
 BIO *pl_dtls_bio_new(pl_pc_t *pc)
@@ -130,7 +128,7 @@ void pl_dtls_fingerprint_str(const uint8_t *md, size_t n, char *out, size_t cap)
 SSL_CTX *pl_dtls_ctx_create(const char *profiles, char *fp, size_t fp_cap)
 {
     pthread_once(&g_once, once_init);
-    if (!g_srtp_ok || !g_bio_method)
+    if (!g_bio_method)
         return NULL;
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *cert = key ? make_cert(key) : NULL;
@@ -193,37 +191,35 @@ bool pl_dtls_peer_matches(SSL *ssl, const uint8_t want[32])
     return ok;
 }
 
-static int make_session(srtp_t *out, const SRTP_PROTECTION_PROFILE *prof, const uint8_t *key,
-                        size_t key_len, const uint8_t *salt, size_t salt_len, bool inbound)
+/* A subscriber's outbound session carries two SSRCs (media and RTX) per forwarded
+ * m-line: room for every m-line a participant may have (PL_SFU_MAX_MLINES, 256) and a
+ * few RTCP-only senders. */
+#define SRTP_MAX_STREAMS (2 * 256 + 16)
+
+static int make_session(pl_srtp_t **out, const SRTP_PROTECTION_PROFILE *prof,
+                        const uint8_t *key, const uint8_t *salt, bool inbound)
 {
-    uint8_t master[32 + 14];
-    memcpy(master, key, key_len);
-    memcpy(master + key_len, salt, salt_len);
-    srtp_policy_t pol;
-    memset(&pol, 0, sizeof(pol));
-    if (prof->id == SRTP_AEAD_AES_128_GCM) {
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtp);
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtcp);
-    } else {
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtp);
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtcp);
-    }
-    pol.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
-    pol.key = master;
-    pol.window_size = 1024;
-    /* Retransmissions without RTX resend a sequence number already protected. */
-    pol.allow_repeat_tx = inbound ? 0 : 1;
-    int rc = srtp_create(out, &pol) == srtp_err_status_ok ? 0 : PL_ECRYPTO;
-    OPENSSL_cleanse(master, sizeof(master));
-    return rc;
+    bool gcm = prof->id == SRTP_AEAD_AES_128_GCM;
+    pl_srtp_opts_t o = {
+        .profile = gcm ? PL_SRTP_AEAD_AES_128_GCM : PL_SRTP_AES_CM_128_HMAC_SHA1_80,
+        .master_key = key,
+        .master_salt = salt,
+        .key_len = PL_SRTP_KEY_LEN,
+        .salt_len = gcm ? 12 : 14,
+        .max_streams = SRTP_MAX_STREAMS,
+        /* Retransmissions without RTX resend a sequence number already protected. */
+        .allow_repeat_tx = !inbound,
+    };
+    return pl_srtp_create(&o, out) == PL_SRTP_OK ? 0 : PL_ECRYPTO;
 }
 
-int pl_dtls_srtp_setup(SSL *ssl, bool is_client, srtp_t *in, srtp_t *out, const char **name)
+int pl_dtls_srtp_setup(SSL *ssl, bool is_client, pl_srtp_t **in, pl_srtp_t **out,
+                       const char **name)
 {
     const SRTP_PROTECTION_PROFILE *prof = SSL_get_selected_srtp_profile(ssl);
     if (!prof || (prof->id != SRTP_AEAD_AES_128_GCM && prof->id != SRTP_AES128_CM_SHA1_80))
         return PL_ECRYPTO;
-    size_t key_len = 16, salt_len = prof->id == SRTP_AEAD_AES_128_GCM ? 12 : 14;
+    size_t key_len = PL_SRTP_KEY_LEN, salt_len = prof->id == SRTP_AEAD_AES_128_GCM ? 12 : 14;
     uint8_t mat[2 * (16 + 14)];
     size_t total = 2 * (key_len + salt_len);
     /* RFC 5764 §4.2: client key, server key, client salt, server salt. */
@@ -231,13 +227,11 @@ int pl_dtls_srtp_setup(SSL *ssl, bool is_client, srtp_t *in, srtp_t *out, const 
         return PL_ECRYPTO;
     const uint8_t *ck = mat, *sk = mat + key_len;
     const uint8_t *cs = mat + 2 * key_len, *ss = cs + salt_len;
-    int rc = make_session(in, prof, is_client ? sk : ck, key_len, is_client ? ss : cs,
-                          salt_len, true);
+    int rc = make_session(in, prof, is_client ? sk : ck, is_client ? ss : cs, true);
     if (rc == 0) {
-        rc = make_session(out, prof, is_client ? ck : sk, key_len, is_client ? cs : ss,
-                          salt_len, false);
+        rc = make_session(out, prof, is_client ? ck : sk, is_client ? cs : ss, false);
         if (rc < 0) {
-            srtp_dealloc(*in);
+            pl_srtp_destroy(*in);
             *in = NULL;
         }
     }

@@ -1,7 +1,7 @@
 /* sfu_pc.c: a peer connection's transport: the libnice agent (RFC 8445 full agent with
  * trickle and RFC 7675 consent freshness, host candidates on the configured addresses,
  * one component for BUNDLE + rtcp-mux), demultiplexing of what arrives (RFC 7983:
- * STUN is libnice's, DTLS goes to OpenSSL, RTP/RTCP to libsrtp), the DTLS handshake
+ * STUN is libnice's, DTLS goes to OpenSSL, RTP/RTCP to sfu_srtp.c), the DTLS handshake
  * with its retransmission timer, and the SRTP send path.
  *
  * What it does not: SDP, RTP semantics, TURN allocations.
@@ -230,18 +230,18 @@ static void srtp_input(pl_pc_t *pc, const uint8_t *buf, size_t len, bool rtcp)
         return;
     }
     memcpy(pc->rx, buf, len);
-    int n = (int)len;
-    srtp_err_status_t st = rtcp ? srtp_unprotect_rtcp(pc->srtp_in, pc->rx, &n)
-                                : srtp_unprotect(pc->srtp_in, pc->rx, &n);
-    if (st != srtp_err_status_ok) {
+    size_t n = len;
+    int st = rtcp ? pl_srtp_unprotect_rtcp(pc->srtp_in, pc->rx, &n)
+                  : pl_srtp_unprotect_rtp(pc->srtp_in, pc->rx, &n);
+    if (st != PL_SRTP_OK) {
         pc->srtp_errors++;
-        return;         /* replay or bad tag */
+        return;         /* replay, bad tag, malformed, or too many SSRCs */
     }
     if (rtcp) {
         if (pc->cbs.on_rtcp)
-            pc->cbs.on_rtcp(pc->cbs.arg, pc->rx, (size_t)n, sizeof(pc->rx));
+            pc->cbs.on_rtcp(pc->cbs.arg, pc->rx, n, sizeof(pc->rx));
     } else if (pc->cbs.on_rtp) {
-        pc->cbs.on_rtp(pc->cbs.arg, pc->rx, (size_t)n, sizeof(pc->rx));
+        pc->cbs.on_rtp(pc->cbs.arg, pc->rx, n, sizeof(pc->rx));
     }
 }
 
@@ -366,10 +366,8 @@ void pl_pc_destroy(pl_pc_t *pc)
     }
     if (pc->ssl)
         SSL_free(pc->ssl);          /* frees both BIOs */
-    if (pc->srtp_in)
-        srtp_dealloc(pc->srtp_in);
-    if (pc->srtp_out)
-        srtp_dealloc(pc->srtp_out);
+    pl_srtp_destroy(pc->srtp_in);
+    pl_srtp_destroy(pc->srtp_out);
     g_queue_clear_full(&pc->early, (GDestroyNotify)g_bytes_unref);
     g_free(pc->ufrag);
     g_free(pc->pwd);
@@ -455,12 +453,12 @@ static int srtp_send(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap, bool rtc
         return PL_ESTATE;
     if (cap < len + PL_PC_SRTP_OVERHEAD)
         return -ENOBUFS;
-    int n = (int)len;
-    srtp_err_status_t st = rtcp ? srtp_protect_rtcp(pc->srtp_out, pkt, &n)
-                                : srtp_protect(pc->srtp_out, pkt, &n);
-    if (st != srtp_err_status_ok)
+    size_t n = len;
+    int st = rtcp ? pl_srtp_protect_rtcp(pc->srtp_out, pkt, &n, cap)
+                  : pl_srtp_protect_rtp(pc->srtp_out, pkt, &n, cap);
+    if (st != PL_SRTP_OK)
         return PL_ECRYPTO;
-    return pc_send(pc, pkt, (size_t)n) == n ? 0 : -EAGAIN;
+    return pc_send(pc, pkt, n) == (gint)n ? 0 : -EAGAIN;
 }
 
 int pl_pc_send_rtp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap)

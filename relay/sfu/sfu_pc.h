@@ -1,6 +1,6 @@
 /* sfu_pc.h: one WebRTC transport: a libnice ICE agent (one stream, one component:
  * BUNDLE + rtcp-mux), DTLS 1.2 over it (OpenSSL, memory read BIO and a datagram write
- * BIO) and SRTP/SRTCP (libsrtp2) keyed from the DTLS exporter (RFC 5764).
+ * BIO) and SRTP/SRTCP (sfu_srtp.h) keyed from the DTLS exporter (RFC 5764).
  *
  * Private to relay/sfu, but also used by the SFU's own test client and load tool
  * (tests/, bench/sfu/) in the opposite roles (controlling ICE agent, DTLS client).
@@ -89,7 +89,7 @@ void pl_pc_remote_candidates_done(pl_pc_t *pc);
  * in place and sends it. Returns 0, PL_ESTATE when SRTP is not ready, -EAGAIN when the
  * socket is full (dropped), PL_ECRYPTO. */
 #define PL_PC_BUF 2048              /* largest datagram handled, plus SRTP room */
-#define PL_PC_SRTP_OVERHEAD 148     /* SRTP_MAX_TRAILER_LEN plus the SRTCP index */
+#define PL_PC_SRTP_OVERHEAD 148     /* >= PL_SRTP_MAX_TRAILER (20); kept at libsrtp's 148 */
 int pl_pc_send_rtp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap);
 int pl_pc_send_rtcp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap);
 
@@ -105,8 +105,7 @@ const char *pl_pc_srtp_profile(const pl_pc_t *pc);
 /* Creates the DTLS 1.2 SSL_CTX with a fresh self-signed ECDSA P-256 certificate and
  * the SRTP profiles (OpenSSL names; NULL = "SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80",
  * that preference), and writes its fingerprint ("AB:CD:...", SHA-256) into fp (>= 96
- * bytes). Returns an owned SSL_CTX or NULL (OpenSSL failure). Also initializes libsrtp
- * once per process. */
+ * bytes). Returns an owned SSL_CTX or NULL (OpenSSL failure). */
 SSL_CTX *pl_dtls_ctx_create(const char *profiles, char *fp, size_t fp_cap);
 
 #endif

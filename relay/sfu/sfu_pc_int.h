@@ -1,13 +1,13 @@
 /* sfu_pc_int.h: the peer connection's private parts shared by sfu_pc.c (ICE and the
- * packet path) and sfu_dtls.c (OpenSSL and SRTP keying). Not for other files.
+ * packet path) and sfu_dtls.c (OpenSSL and SRTP keying through sfu_srtp.h). Not for other files.
  * Threading: as sfu_pc.h. */
 #ifndef PL_SFU_PC_INT_H
 #define PL_SFU_PC_INT_H
 
 #include "relay/sfu/sfu_pc.h"
+#include "relay/sfu/sfu_srtp.h"
 
 #include <nice/agent.h>
-#include <srtp2/srtp.h>
 #include <sys/socket.h>
 
 #define PL_DTLS_MTU 1200
@@ -33,7 +33,7 @@ struct pl_pc {
     uint64_t dtls_start_us;
     bool dtls_done;
     GQueue early;                   /* GBytes: DTLS datagrams before SSL exists */
-    srtp_t srtp_in, srtp_out;
+    pl_srtp_t *srtp_in, *srtp_out;
     bool srtp_ready;
     const char *profile;
     uint64_t srtp_errors;           /* packets that failed to unprotect */
@@ -55,6 +55,10 @@ BIO *pl_dtls_bio_new(pl_pc_t *pc);
 void pl_dtls_fingerprint_str(const uint8_t *md, size_t n, char *out, size_t cap);
 int pl_dtls_fingerprint_parse(const char *s, uint8_t out[32]);
 bool pl_dtls_peer_matches(SSL *ssl, const uint8_t want[32]);
-int pl_dtls_srtp_setup(SSL *ssl, bool is_client, srtp_t *in, srtp_t *out, const char **name);
+/* Keys the inbound and outbound SRTP sessions from the DTLS exporter (RFC 5764 §4.2).
+ * Returns 0 with owned *in and *out (pl_srtp_destroy) and the profile name, or
+ * PL_ECRYPTO. */
+int pl_dtls_srtp_setup(SSL *ssl, bool is_client, pl_srtp_t **in, pl_srtp_t **out,
+                       const char **name);
 
 #endif
