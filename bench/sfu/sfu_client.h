@@ -1,6 +1,6 @@
 /* sfu_client.h: a small WebRTC-style client of the SFU for tests and the load tool,
  * built on the SFU's own transport (libnice in the controlling role, DTLS client,
- * libsrtp2) and SDP (gst-sdp) code. It offers what it publishes (Opus-like audio with
+ * SRTP) and SDP (gst-sdp) code. It offers what it publishes (Opus-like audio with
  * the audio-level extension; VP8-like video, optionally simulcast with rids q/h/f),
  * answers the SFU's offers, sends synthetic RTP whose payload names the publisher,
  * layer and frame, and checks what it receives: per-source packets, sequence gaps,
