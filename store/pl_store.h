@@ -130,6 +130,7 @@ typedef struct pl_store_stats {
     uint64_t batches;               /* transactions committed or failed */
     uint64_t commit_failures;
     uint64_t max_batch;             /* largest batch seen */
+    uint64_t syncs;                 /* fdatasync calls of the syncer (synchronous=full) */
 } pl_store_stats_t;
 void pl_store_get_stats(const pl_store_t *st, pl_store_stats_t *out);
 

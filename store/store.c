@@ -1,6 +1,9 @@
 /* store.c: the store thread: a locked request queue, group commit (every queued request
- * in one transaction, a savepoint each, one COMMIT and so one fsync per batch) and the
- * reply path back to each requester's thread.
+ * in one transaction, a savepoint each, one COMMIT per batch) and the reply path back to
+ * each requester's thread. With synchronous=full a committed batch is parked until the
+ * syncer thread (store_sync.c) has fdatasync'ed the WAL after its COMMIT; only then do
+ * its done functions run, in batch order, while the store thread goes on with the next
+ * batch instead of waiting for the disk.
  *
  * What it does not do: SQL of its own beyond transactions (components bring theirs),
  * reads on other threads.
@@ -34,6 +37,11 @@ struct pl_store {
     pl_msg_t kick;                  /* embedded; its fn never frees it */
     pl_msg_t stop;
 
+    pl_store_sync_t *sync;          /* NULL: synchronous=normal or a memory database */
+    pl_msg_t durable;               /* posted by the syncer */
+    uint64_t seq;                   /* last batch handed to the syncer */
+    struct parked *parked, **parked_tail;   /* committed, waiting for their sync */
+
     _Atomic uint64_t n_requests, n_batches, n_commit_failures, n_max_batch;
 
     pl_metrics_shard_t *shard;      /* written by the store thread only */
@@ -48,7 +56,7 @@ static const pl_opt_def_t store_defs[] = {
     { "store", "batch_max", PL_OPT_INT, "256", 1, 100000, NULL, 0,
       "most requests committed together in one transaction (group commit)" },
     { "store", "synchronous", PL_OPT_ENUM, "full", 0, 0, "full|normal", 0,
-      "full: every commit is fsynced (durable); normal: WAL may lose the last commits on power loss" },
+      "full: no result leaves before an fdatasync of its commit (a syncer thread; the store thread goes on); normal: WAL may lose the last commits on power loss" },
 };
 
 const pl_opt_table_t pl_store_options = {
@@ -95,6 +103,58 @@ static void deliver(pl_store_req_t *req)
 }
 
 /* ---- batches -------------------------------------------------------------------- */
+
+typedef struct parked {
+    struct parked *next;
+    uint64_t seq;
+    pl_store_req_t *head;
+} parked_t;
+
+static void deliver_all(pl_store_req_t *batch)
+{
+    while (batch) {
+        pl_store_req_t *next = batch->next;
+        deliver(batch);             /* may free batch */
+        batch = next;
+    }
+}
+
+/* Runs the done functions of the parked batches that are durable (seq <= durable). */
+static void deliver_parked(pl_store_t *st, uint64_t durable)
+{
+    while (st->parked && st->parked->seq <= durable) {
+        parked_t *p = st->parked;
+        st->parked = p->next;
+        if (!st->parked)
+            st->parked_tail = &st->parked;
+        deliver_all(p->head);
+        free(p);
+    }
+}
+
+/* After run_batch: replies now (nothing to wait for) or when the syncer says so. A
+ * batch that wrote nothing still waits behind earlier parked batches, whose data it may
+ * have read. */
+static void settle_batch(pl_store_t *st, pl_store_req_t *batch, bool wrote)
+{
+    if (!st->sync || (!wrote && !st->parked)) {
+        deliver_all(batch);
+        return;
+    }
+    if (wrote)
+        pl_store_sync_request(st->sync, ++st->seq);
+    parked_t *p = pl_xmalloc(sizeof(*p));
+    *p = (parked_t){ .next = NULL, .seq = st->seq, .head = batch };
+    *st->parked_tail = p;
+    st->parked_tail = &p->next;
+}
+
+static void on_durable(pl_loop_t *loop, pl_msg_t *msg)
+{
+    PL_UNUSED(loop);
+    pl_store_t *st = PL_CONTAINER_OF(msg, pl_store_t, durable);
+    deliver_parked(st, pl_store_sync_durable(st->sync));
+}
 
 static void atomic_max(_Atomic uint64_t *a, uint64_t v)
 {
@@ -196,12 +256,13 @@ static void drain_queue(pl_store_t *st)
     pl_store_req_t *batch;
     size_t n;
     while ((n = take_batch(st, &batch)) > 0) {
+        sqlite3_int64 before = sqlite3_total_changes64(pl_store_db(&st->conn));
         run_batch(st, batch, n);
-        while (batch) {
-            pl_store_req_t *next = batch->next;
-            deliver(batch);         /* may free batch */
-            batch = next;
-        }
+        settle_batch(st, batch, sqlite3_total_changes64(pl_store_db(&st->conn)) != before);
+        /* Under steady load this loop may not return for a long time: hand out what
+         * became durable meanwhile instead of waiting for on_durable. */
+        if (st->parked)
+            deliver_parked(st, pl_store_sync_peek(st->sync));
     }
 }
 
@@ -222,7 +283,10 @@ static void on_kick(pl_loop_t *loop, pl_msg_t *msg)
 
 static void on_stop(pl_loop_t *loop, pl_msg_t *msg)
 {
-    drain_queue(PL_CONTAINER_OF(msg, pl_store_t, stop));
+    pl_store_t *st = PL_CONTAINER_OF(msg, pl_store_t, stop);
+    drain_queue(st);
+    if (st->parked)
+        deliver_parked(st, pl_store_sync_wait(st->sync, st->seq));
     pl_loop_stop(loop);
 }
 
@@ -282,9 +346,15 @@ int pl_store_open(const pl_store_opts_t *opts, pl_store_t **out)
     st->tail = &st->head;
     st->kick.fn = on_kick;
     st->stop.fn = on_stop;
+    st->durable.fn = on_durable;
+    st->parked_tail = &st->parked;
     pthread_mutex_init(&st->lock, NULL);
 
-    int rc = pl_store_conn_open(&st->conn, opts->path, opts->synchronous_normal);
+    /* Durable mode on a file: SQLite commits without fsync, the syncer makes it durable
+     * before anyone hears of the commit. A memory or temporary database has no WAL. */
+    bool pipelined = !opts->synchronous_normal && opts->path[0] &&
+                     strcmp(opts->path, ":memory:") != 0;
+    int rc = pl_store_conn_open(&st->conn, opts->path, opts->synchronous_normal || pipelined);
     if (rc < 0)
         goto fail_conn;
     rc = pl_store_migrate(&st->conn, opts->schemas, opts->n_schemas);
@@ -295,16 +365,21 @@ int pl_store_open(const pl_store_opts_t *opts, pl_store_t **out)
         goto fail_migrate;
     if (opts->metrics)
         register_metrics(st, opts->metrics);
+    if (pipelined && (rc = pl_store_sync_start(opts->path, st->loop, &st->durable,
+                                                &st->sync)) < 0)
+        goto fail_sync;
     rc = -pthread_create(&st->thread, NULL, store_main, st);
     if (rc < 0)
         goto fail_thread;
     pl_log_info("store.opened", "path=%s batch_max=%u synchronous=%s",
                 PL_LOG_QUOTED(opts->path), st->batch_max,
-                opts->synchronous_normal ? "normal" : "full");
+                opts->synchronous_normal ? "normal" : pipelined ? "full(syncer)" : "full");
     *out = st;
     return 0;
 
 fail_thread:
+    pl_store_sync_stop(st->sync);
+fail_sync:
     pl_loop_destroy(st->loop);
 fail_migrate:
     pl_store_conn_close(&st->conn);
@@ -325,7 +400,8 @@ void pl_store_close(pl_store_t *st)
      * last requests; a kick still in the mailbox then finds the queue empty. */
     pl_loop_post(st->loop, &st->stop);
     pthread_join(st->thread, NULL);
-    pl_loop_destroy(st->loop);
+    pl_loop_destroy(st->loop);      /* may run on_durable: the syncer is still there */
+    pl_store_sync_stop(st->sync);
     pl_store_conn_close(&st->conn);
     pthread_mutex_destroy(&st->lock);
     pl_log_info("store.closed", "requests=%llu batches=%llu",
@@ -340,4 +416,5 @@ void pl_store_get_stats(const pl_store_t *st, pl_store_stats_t *out)
     out->batches = atomic_load(&st->n_batches);
     out->commit_failures = atomic_load(&st->n_commit_failures);
     out->max_batch = atomic_load(&st->n_max_batch);
+    out->syncs = st->sync ? pl_store_sync_count(st->sync) : 0;
 }

@@ -36,4 +36,26 @@ int pl_store_conn_exec(pl_store_conn_t *c, const char *sql, const char *what);
  * PL_EPARSE (see pl_store_open). */
 int pl_store_migrate(pl_store_conn_t *c, const pl_store_schema_t *const *schemas, size_t n);
 
+/* ---- syncer (store_sync.c) --------------------------------------------------------- */
+
+typedef struct pl_store_sync pl_store_sync_t;
+
+/* Starts the syncer thread for the WAL of db_path. When a sync completes it posts
+ * durable_msg (owned by the caller, posted at most once until pl_store_sync_durable)
+ * to loop. Returns 0 or -errno. */
+int pl_store_sync_start(const char *db_path, pl_loop_t *loop, pl_msg_t *durable_msg,
+                        pl_store_sync_t **out);
+/* Store thread: batches up to seq are committed; make them durable. */
+void pl_store_sync_request(pl_store_sync_t *s, uint64_t seq);
+/* Store thread, from durable_msg's handler: the highest durable seq; re-arms the post. */
+uint64_t pl_store_sync_durable(pl_store_sync_t *s);
+/* Store thread: the highest durable seq, between batches (leaves the post armed). */
+uint64_t pl_store_sync_peek(pl_store_sync_t *s);
+/* Store thread: blocks until seq is durable (shutdown); returns the durable seq. */
+uint64_t pl_store_sync_wait(pl_store_sync_t *s, uint64_t seq);
+/* fdatasync calls so far. Any thread. */
+uint64_t pl_store_sync_count(const pl_store_sync_t *s);
+/* Syncs what was requested, then joins the thread. NULL is a no-op. */
+void pl_store_sync_stop(pl_store_sync_t *s);
+
 #endif

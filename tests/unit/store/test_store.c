@@ -431,6 +431,92 @@ static void test_close_runs_queued_requests(void **state)
     pl_store_close(st);
 }
 
+/* ---- durability: replies wait for the syncer's fdatasync ------------------------- */
+
+typedef struct probe {
+    pl_store_t *st;
+    collector_t *c;
+} probe_t;
+
+typedef struct sync_req {
+    kv_req_t kv;                /* first: kv_done frees it */
+    uint64_t syncs_at_exec, syncs_at_reply;
+    uint64_t *out_exec, *out_reply;
+    probe_t *probe;
+} sync_req_t;
+
+static int sync_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    sync_req_t *r = PL_CONTAINER_OF(req, sync_req_t, kv.req);
+    pl_store_stats_t s;
+    pl_store_get_stats(r->probe->st, &s);
+    *r->out_exec = s.syncs;
+    return r->kv.key[0] ? kv_insert_exec(conn, req) : 0;
+}
+
+/* Runs on the store thread at the moment the store hands the result out. */
+static void sync_post(void *target, pl_msg_t *msg)
+{
+    probe_t *p = target;
+    sync_req_t *r = PL_CONTAINER_OF(msg, sync_req_t, kv.req.msg);
+    pl_store_stats_t s;
+    pl_store_get_stats(p->st, &s);
+    *r->out_reply = s.syncs;
+    collector_post(p->c, msg);
+}
+
+static void submit_probe(probe_t *p, const char *key, uint64_t *at_exec, uint64_t *at_reply)
+{
+    sync_req_t *r = calloc(1, sizeof(*r));
+    r->kv.req.exec = sync_exec;
+    r->kv.req.done = kv_done;
+    r->kv.req.reply = (pl_store_reply_t){ sync_post, p };
+    snprintf(r->kv.key, sizeof(r->kv.key), "%s", key);
+    r->out_exec = at_exec;
+    r->out_reply = at_reply;
+    r->probe = p;
+    pl_store_submit(p->st, &r->kv.req);
+}
+
+static void test_replies_wait_for_fdatasync(void **state)
+{
+    fixture_t *f = *state;
+    collector_t c;
+    collector_init(&c);
+    probe_t p = { open_store(f->path, schemas_v2, 0), &c };
+    enum { N = 40 };
+    uint64_t at_exec[N], at_reply[N];
+    for (int i = 0; i < N; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "s%d", i);
+        submit_probe(&p, key, &at_exec[i], &at_reply[i]);
+        if (i % 8 == 7)
+            collector_wait(&c, 8);          /* several batches, some overlapping */
+    }
+    /* Every write was answered only after an fdatasync that ended after its exec. */
+    for (int i = 0; i < N; i++)
+        assert_true(at_reply[i] > at_exec[i]);
+    pl_store_stats_t s;
+    pl_store_get_stats(p.st, &s);
+    assert_true(s.syncs >= 1 && s.syncs <= s.batches);
+    /* A read-only request with nothing parked before it needs no sync. */
+    uint64_t e = 0, r = 0;
+    submit_probe(&p, "", &e, &r);
+    collector_wait(&c, 1);
+    assert_int_equal(r, e);
+    pl_store_close(p.st);
+    /* synchronous=normal: no syncer at all. */
+    pl_store_opts_t o = { .path = f->path, .schemas = schemas_v2, .n_schemas = 1,
+                          .synchronous_normal = true };
+    assert_int_equal(pl_store_open(&o, &p.st), 0);
+    submit_probe(&p, "n1", &e, &r);
+    collector_wait(&c, 1);
+    pl_store_get_stats(p.st, &s);
+    assert_int_equal(s.syncs, 0);
+    assert_int_equal(kv_get(p.st, "n1"), 0);
+    pl_store_close(p.st);
+}
+
 /* ---- replies on a loop, fire-and-forget ---------------------------------------- */
 
 typedef struct loop_req {
@@ -589,6 +675,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_request_rolls_back_only_itself, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_runs_queued_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replies_wait_for_fdatasync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_on_requester_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_statement_cache_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
