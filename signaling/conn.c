@@ -26,6 +26,7 @@
 #define CLOSE_BACKSTOP_S 5          /* kill a closing conn whose peer stops reading */
 #define HARD_QUEUE_FACTOR 4         /* send queue bound even while the socket drains */
 #define WRITES_PER_CALLBACK 16
+#define COALESCE_MAX (32 * 1024)    /* bytes of queued frames joined into one write */
 #define SWEEP_MS 1000
 /* A ping goes out when the silence reaches ping_interval minus half a sweep, so the
  * 1-s granularity cannot stretch the ping period to nearly 2 s (for 1 s). */
@@ -290,6 +291,62 @@ static int on_receive(pl_sig_thread_t *t, pl_sig_conn_t *c, const char *in, size
     return 0;
 }
 
+/* Appends one unmasked FIN text frame header for len bytes (RFC 6455 §5.2). */
+static size_t ws_header(unsigned char *h, size_t len)
+{
+    h[0] = 0x81;
+    if (len < 126) {
+        h[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len < 65536) {
+        h[1] = 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+/* Several queued frames in one send: each lws_write is a syscall and a TCP segment, and
+ * a store batch often answers one connection several times at once. The frames are
+ * framed here (server frames are unmasked, no extension is negotiated) and handed to
+ * lws as raw bytes, which lws 4.1 sends as they are and buffers if the kernel takes
+ * only part. Returns 0 after writing, 1 when the first frame alone is too big for the
+ * buffer (the caller writes it the usual way), -1 to close. */
+static int write_coalesced(pl_sig_conn_t *c)
+{
+    static __thread unsigned char *buf;
+    if (!buf)
+        buf = pl_xmalloc(LWS_PRE + COALESCE_MAX);
+    unsigned char *p = buf + LWS_PRE;
+    size_t used = 0;
+    int frames = 0;
+    while (c->out_head && frames < WRITES_PER_CALLBACK &&
+           used + c->out_head->len + 10 <= COALESCE_MAX) {
+        pl_sig_out_t *o = c->out_head;
+        used += ws_header(p + used, o->len);
+        memcpy(p + used, o->buf + LWS_PRE, o->len);
+        used += o->len;
+        c->out_head = o->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        c->out_bytes -= o->len;
+        free(o);
+        frames++;
+    }
+    if (!frames)
+        return 1;               /* the first frame alone is too big: the usual path */
+    if (lws_write(c->wsi, p, used, LWS_WRITE_RAW) < (int)used)
+        return -1;
+    if (c->out_head || c->state == PL_SIG_CONN_CLOSING)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
 static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
     PL_UNUSED(t);
@@ -303,6 +360,11 @@ static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
         ping[LWS_PRE] = 'p';
         if (lws_write(c->wsi, ping + LWS_PRE, 1, LWS_WRITE_PING) < 0)
             return -1;
+    }
+    if (c->out_head && c->out_head->next && !lws_partial_buffered(c->wsi)) {
+        int rc = write_coalesced(c);
+        if (rc <= 0)
+            return rc;
     }
     if (c->out_head) {
         /* Several frames per callback while the kernel takes them whole; lws keeps
