@@ -457,8 +457,13 @@ static void send_audio(pl_sfc_t *c, uint8_t ast[3])
 static void send_frame(pl_sfc_t *c, sfc_layer_t *L, int layer, uint8_t ast[3], bool key)
 {
     uint8_t pl[PKT_MAX];
+    /* libwebrtc splits a frame "about equally" (rtp_format.cc SplitAboutEqually): sizes
+     * differ by one byte, the larger packets last. Frame sizes vary, so model that unless
+     * asked for equal packets (the load tool's original, kinder shape for UDP GSO). */
+    unsigned smaller = c->o.equal_sizes ? 0 : c->frame_no % L->pkts;
     for (unsigned k = 0; k < L->pkts; k++) {
-        memset(pl, 0x44, L->size);
+        size_t size = k < smaller ? L->size - 1 : L->size;
+        memset(pl, 0x44, size);
         pl[0] = k == 0 ? 0x10 : 0x00;               /* VP8 descriptor: S on the first */
         pl[1] = k == 0 && key ? 0x00 : 0x01;        /* VP8 header: P = 0 on a key frame */
         pl[2] = 0x5A;
@@ -468,7 +473,7 @@ static void send_frame(pl_sfc_t *c, sfc_layer_t *L, int layer, uint8_t ast[3], b
         pl_rtp_ext_out_t ext[] = { { EXT_AST, 3, ast }, { EXT_MID, 1, (const uint8_t *)"1" },
                                    { EXT_RID, (uint8_t)strlen(L->rid), (const uint8_t *)L->rid } };
         send_rtp(c, L->ssrc, L->seq++, c->video_ts, PT_VP8, k + 1 == L->pkts, ext,
-                 c->o.layers == 3 ? 3 : 2, pl, L->size);
+                 c->o.layers == 3 ? 3 : 2, pl, size);
     }
 }
 

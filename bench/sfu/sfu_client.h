@@ -36,6 +36,8 @@ typedef struct pl_sfc_opts {
     unsigned layers;                /* video layers: 1, or 3 (simulcast q/h/f) */
     unsigned video_kbps;            /* top layer bitrate; lower layers 1/4 and 1/16 */
     unsigned drop_every;            /* drop every n-th received video packet (0: none) */
+    bool equal_sizes;               /* every packet of a frame the same size (default:
+                                       libwebrtc's one-byte differences, see send_frame) */
     bool count_only;                /* receivers: count packets and sequence gaps from the
                                        clear SRTP header, no decryption (load tool) */
     pl_sfc_signal_fn signal;

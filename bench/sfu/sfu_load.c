@@ -6,12 +6,16 @@
  * subscribers from RTP sequence gaps.
  *
  *   sfu_load [--rooms 4] [--publishers 2] [--subscribers 20] [--kbps 1500] [--audio]
- *            [--seconds 10] [--media-threads 1] [--client-threads 1]
+ *            [--equal-sizes] [--seconds 10] [--media-threads 1] [--client-threads 1]
+ *
+ * A frame's packets differ in size by one byte the way libwebrtc splits them (the SFU
+ * sends runs of equal-size datagrams with UDP GSO, so equal sizes would flatter it);
+ * --equal-sizes sends them all the same size.
  *
  * Subscribers count packets from the clear SRTP header (no decryption), so the client
  * side costs less than a browser; the SFU side is the real forwarding path (decrypt,
- * rewrite, encrypt per subscriber, one sendmsg per packet through libnice). Everything
- * runs on 127.0.0.1.
+ * rewrite, encrypt per subscriber, one sendmmsg per subscriber socket per loop
+ * iteration, sfu_sendq.c). Everything runs on 127.0.0.1.
  *
  * Threading: the main thread sets up and measures; each client thread owns its clients
  * and a GMainContext; SFU events are routed to the owning client thread through a
@@ -46,8 +50,8 @@ typedef struct cthread {
 
 static struct {
     unsigned rooms, pubs, subs, kbps, seconds, media_threads, client_threads;
-    bool audio;
-} g_opt = { 4, 2, 20, 1500, 10, 1, 1, false };
+    bool audio, equal_sizes;
+} g_opt = { 4, 2, 20, 1500, 10, 1, 1, false, false };
 
 static pl_sfu_t *g_sfu;
 static cthread_t *g_ct;
@@ -128,6 +132,7 @@ static gpointer client_main(gpointer arg)
         pl_sfc_opts_t o = { .ctx = t->ctx, .ssl_ctx = ssl, .fingerprint = fp, .id = id,
                             .audio = pub && g_opt.audio, .video = pub, .layers = 1,
                             .video_kbps = g_opt.kbps, .count_only = !pub,
+                            .equal_sizes = g_opt.equal_sizes,
                             .signal = signal_cb, .arg = (void *)(uintptr_t)id };
         pl_sfc_t *c = pl_sfc_create(&o);
         g_ptr_array_add(t->clients, c);
@@ -257,6 +262,7 @@ static void parse_args(int argc, char **argv)
         const char *a = argv[i];
         unsigned *dst = NULL;
         if (strcmp(a, "--audio") == 0) { g_opt.audio = true; continue; }
+        if (strcmp(a, "--equal-sizes") == 0) { g_opt.equal_sizes = true; continue; }
         if (strcmp(a, "--rooms") == 0) dst = &g_opt.rooms;
         else if (strcmp(a, "--publishers") == 0) dst = &g_opt.pubs;
         else if (strcmp(a, "--subscribers") == 0) dst = &g_opt.subs;
@@ -266,7 +272,8 @@ static void parse_args(int argc, char **argv)
         else if (strcmp(a, "--client-threads") == 0) dst = &g_opt.client_threads;
         if (!dst || i + 1 >= argc) {
             fprintf(stderr, "usage: sfu_load [--rooms N] [--publishers N] [--subscribers N] "
-                    "[--kbps N] [--audio] [--seconds N] [--media-threads N] [--client-threads N]\n");
+                    "[--kbps N] [--audio] [--equal-sizes] [--seconds N] [--media-threads N] "
+                    "[--client-threads N]\n");
             exit(2);
         }
         *dst = (unsigned)strtoul(argv[++i], NULL, 10);

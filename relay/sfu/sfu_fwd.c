@@ -590,8 +590,10 @@ void sfu_part_rtcp_tick(sfu_part_t *p, uint64_t now_ms)
     if (now_ms < p->next_rtcp_ms)
         return;
     p->next_rtcp_ms = now_ms + interval;
-    if (p->pc)
+    if (p->pc) {
         pl_metric_add(p->ml->shard, ids(p)->drops[SFU_DROP_SRTP], pl_pc_take_srtp_errors(p->pc));
+        pl_metric_add(p->ml->shard, ids(p)->drops[SFU_DROP_SEND], pl_pc_take_send_drops(p->pc));
+    }
     if (p->pc_state != PL_PC_CONNECTED)
         return;
     uint64_t now_us = (uint64_t)g_get_monotonic_time();

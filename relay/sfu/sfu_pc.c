@@ -8,6 +8,7 @@
  *
  * Threading: everything runs on the thread iterating pc->ctx (see sfu_pc.h). */
 #include "relay/sfu/sfu_pc_int.h"
+#include "relay/sfu/sfu_gpoll.h"
 #include "relay/sfu/pl_rtp.h"
 
 #include <errno.h>
@@ -25,11 +26,28 @@ const char *pl_pc_state_name(pl_pc_state_t s)
     return (unsigned)s < PL_PC_STATE_COUNT ? state_names[s] : "?";
 }
 
+/* Points the send queue at the direct socket while media may use it: the component is
+ * connected and the pc has not failed (RFC 7675 §5.1: without consent, stop sending). */
+static void update_dest(pl_pc_t *pc)
+{
+    bool ok = pc->direct && pc->comp_ready && pc->state != PL_PC_FAILED &&
+              pc->state != PL_PC_CLOSED;
+    if (ok)
+        pl_sendq_sock_set_dest(&pc->sq, g_socket_get_fd(pc->direct),
+                               (const struct sockaddr *)&pc->direct_to, pc->direct_len);
+    else
+        pl_sendq_sock_set_dest(&pc->sq, -1, NULL, 0);
+}
+
 static void set_state(pl_pc_t *pc, pl_pc_state_t st, const char *reason)
 {
     if (pc->state == st || pc->state == PL_PC_FAILED || pc->state == PL_PC_CLOSED)
         return;
     pc->state = st;
+    if (st == PL_PC_FAILED || st == PL_PC_CLOSED) {
+        pl_sendq_sock_discard(&pc->sq);
+        update_dest(pc);
+    }
     if (pc->cbs.on_state)
         pc->cbs.on_state(pc->cbs.arg, st, reason);
 }
@@ -40,39 +58,49 @@ static void fail(pl_pc_t *pc, const char *reason)
     set_state(pc, PL_PC_FAILED, reason);
 }
 
-/* Sends one datagram on the selected pair. Returns the bytes sent or -1. */
-static gint pc_send(pl_pc_t *pc, const uint8_t *data, size_t len)
+/* Sends one datagram on the selected pair: queued on the direct socket, or through
+ * libnice (which refuses without a selected pair or consent). Returns 0 or -EAGAIN. */
+static int pc_send(pl_pc_t *pc, const uint8_t *data, size_t len)
 {
-    if (pc->direct) {
-        ssize_t n = sendto(pc->direct_fd, data, len, MSG_DONTWAIT,
-                           (const struct sockaddr *)&pc->direct_to, pc->direct_len);
-        return (gint)n;
-    }
-    return pc->agent ? nice_agent_send(pc->agent, pc->stream, 1, (guint)len,
-                                       (const gchar *)data) : -1;
+    if (pc->sq.fd >= 0)
+        return pl_sendq_send(&pc->sq, data, len) == 0 ? 0 : -EAGAIN;
+    gint n = pc->agent ? nice_agent_send(pc->agent, pc->stream, 1, (guint)len,
+                                         (const gchar *)data) : -1;
+    return n == (gint)len ? 0 : -EAGAIN;
 }
 
 void pl_pc_send_raw(pl_pc_t *pc, const uint8_t *data, size_t len)
 {
+    pl_sendq_sock_flush(&pc->sq);   /* DTLS never overtakes queued media */
+    if (pc->sq.fd >= 0 && len <= PL_SENDQ_SLOT_BYTES) {
+        (void)sendto(pc->sq.fd, data, len, MSG_DONTWAIT, (const struct sockaddr *)&pc->sq.to,
+                     pc->sq.to_len);
+        return;
+    }
     (void)pc_send(pc, data, len);
 }
 
-static void drop_direct(pl_pc_t *pc)
+bool pl_pc_sends_direct(const pl_pc_t *pc)
+{
+    return pc->sq.fd >= 0;
+}
+
+void pl_pc_drop_direct(pl_pc_t *pc)
 {
     if (pc->direct)
         g_object_unref(pc->direct);
     pc->direct = NULL;
-    pc->direct_fd = -1;
+    update_dest(pc);
 }
 
 /* RFC 8445 §8.1.1: once a pair is nominated, media uses it. libnice reports every
- * change; a host (or reflexive) UDP pair gets the direct path, anything else (TURN,
- * TCP) stays with nice_agent_send. */
+ * change; a pair whose local side is a UDP socket of ours (host, or reflexive on a host
+ * base) gets the direct path, anything else (TURN, TCP) stays with nice_agent_send. */
 static void on_selected_pair(NiceAgent *agent, guint stream, guint comp, NiceCandidate *l,
                              NiceCandidate *r, gpointer data)
 {
     pl_pc_t *pc = data;
-    drop_direct(pc);
+    pl_pc_drop_direct(pc);
     if (l->transport != NICE_CANDIDATE_TRANSPORT_UDP || l->type == NICE_CANDIDATE_TYPE_RELAYED ||
         r->type == NICE_CANDIDATE_TYPE_RELAYED)
         return;
@@ -84,7 +112,7 @@ static void on_selected_pair(NiceAgent *agent, guint stream, guint comp, NiceCan
     pc->direct_len = pc->direct_to.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                          : sizeof(struct sockaddr_in);
     pc->direct = s;
-    pc->direct_fd = g_socket_get_fd(s);
+    update_dest(pc);
 }
 
 /* ---- DTLS ---------------------------------------------------------------------------- */
@@ -277,6 +305,9 @@ static void on_component_state(NiceAgent *agent, guint stream, guint comp, guint
     PL_UNUSED(stream);
     PL_UNUSED(comp);
     pl_pc_t *pc = data;
+    pc->comp_ready = state == NICE_COMPONENT_STATE_CONNECTED ||
+                     state == NICE_COMPONENT_STATE_READY;
+    update_dest(pc);
     switch (state) {
     case NICE_COMPONENT_STATE_CONNECTING:
         set_state(pc, PL_PC_CHECKING, NULL);
@@ -302,8 +333,8 @@ static void on_component_state(NiceAgent *agent, guint stream, guint comp, guint
 int pl_pc_create(const pl_pc_opts_t *o, pl_pc_t **out)
 {
     pl_pc_t *pc = pl_xcalloc(1, sizeof(*pc));
-    pc->direct_fd = -1;
     pc->ctx = o->ctx;
+    pl_sendq_sock_init(&pc->sq, pl_sendq_for_context(o->ctx));
     pc->cbs = o->cbs;
     pc->ssl_ctx = o->ssl_ctx;
     g_queue_init(&pc->early);
@@ -344,12 +375,24 @@ static gboolean idle_nothing(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+/* The agent's sockets close with it: the thread's epoll set must re-check (a new socket
+ * may reuse a descriptor number before the next iteration). */
+static void release_agent(gpointer agent)
+{
+    g_object_unref(agent);
+    pl_gpoll_changed();
+}
+
 void pl_pc_destroy(pl_pc_t *pc)
 {
     if (!pc)
         return;
     dtls_cancel_timer(pc);
-    drop_direct(pc);
+    pl_sendq_sock_flush(&pc->sq);   /* what this iteration produced still goes out */
+    pl_sendq_sock_discard(&pc->sq);
+    if (pc->direct)
+        g_object_unref(pc->direct);
+    pc->direct = NULL;
     if (pc->agent) {
         /* Detach first so no callback reaches the freed pc; release the agent from an
          * idle source (or when the context goes), never from inside its own signal. */
@@ -360,7 +403,7 @@ void pl_pc_destroy(pl_pc_t *pc)
         /* Above the sockets' priority: with packets still arriving, an idle-priority
          * source would starve and the agent (and its sockets) never go. */
         g_source_set_priority(s, G_PRIORITY_HIGH);
-        g_source_set_callback(s, idle_nothing, pc->agent, g_object_unref);
+        g_source_set_callback(s, idle_nothing, pc->agent, release_agent);
         g_source_attach(s, pc->ctx);
         g_source_unref(s);
     }
@@ -379,6 +422,10 @@ void pl_pc_destroy(pl_pc_t *pc)
 const char *pl_pc_ufrag(const pl_pc_t *pc) { return pc->ufrag; }
 const char *pl_pc_pwd(const pl_pc_t *pc) { return pc->pwd; }
 pl_pc_state_t pl_pc_state(const pl_pc_t *pc) { return pc->state; }
+uint64_t pl_pc_take_send_drops(pl_pc_t *pc)
+{
+    return pl_sendq_sock_take_drops(&pc->sq);
+}
 uint64_t pl_pc_take_srtp_errors(pl_pc_t *pc)
 {
     uint64_t n = pc->srtp_errors;
@@ -449,7 +496,7 @@ void pl_pc_remote_candidates_done(pl_pc_t *pc)
 
 static int srtp_send(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap, bool rtcp)
 {
-    if (!pc->srtp_ready)
+    if (!pc->srtp_ready || pc->state != PL_PC_CONNECTED)
         return PL_ESTATE;
     if (cap < len + PL_PC_SRTP_OVERHEAD)
         return -ENOBUFS;
@@ -458,7 +505,7 @@ static int srtp_send(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap, bool rtc
                   : pl_srtp_protect_rtp(pc->srtp_out, pkt, &n, cap);
     if (st != PL_SRTP_OK)
         return PL_ECRYPTO;
-    return pc_send(pc, pkt, n) == (gint)n ? 0 : -EAGAIN;
+    return pc_send(pc, pkt, n);
 }
 
 int pl_pc_send_rtp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap)

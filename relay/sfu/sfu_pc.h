@@ -86,8 +86,12 @@ int pl_pc_add_remote_candidate(pl_pc_t *pc, const char *cand);
 void pl_pc_remote_candidates_done(pl_pc_t *pc);
 
 /* Protects pkt (len bytes of a buffer of cap bytes; cap >= len + PL_PC_SRTP_OVERHEAD)
- * in place and sends it. Returns 0, PL_ESTATE when SRTP is not ready, -EAGAIN when the
- * socket is full (dropped), PL_ECRYPTO. */
+ * in place and sends it. On a direct UDP pair, called from a dispatch of the pc's
+ * context, the datagram is queued and leaves with the socket's other packets of this
+ * loop iteration in one sendmmsg (sfu_sendq.h) before the loop polls again; a refusal
+ * then shows in pl_pc_take_send_drops. Returns 0, PL_ESTATE when SRTP is not ready or
+ * the pc failed or closed (RFC 7675: no media without consent), -EAGAIN when the
+ * datagram could not be sent or queued (dropped), PL_ECRYPTO. */
 #define PL_PC_BUF 2048              /* largest datagram handled, plus SRTP room */
 #define PL_PC_SRTP_OVERHEAD 148     /* >= PL_SRTP_MAX_TRAILER (20); kept at libsrtp's 148 */
 int pl_pc_send_rtp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap);
@@ -96,6 +100,9 @@ int pl_pc_send_rtcp(pl_pc_t *pc, uint8_t *pkt, size_t len, size_t cap);
 pl_pc_state_t pl_pc_state(const pl_pc_t *pc);
 /* Packets that failed SRTP/SRTCP authentication or replay checks since the last call. */
 uint64_t pl_pc_take_srtp_errors(pl_pc_t *pc);
+/* Datagrams queued by pl_pc_send_rtp/_rtcp that the kernel refused later, since the
+ * last call. */
+uint64_t pl_pc_take_send_drops(pl_pc_t *pc);
 /* The negotiated SRTP profile name ("AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80") or
  * "" before the handshake. */
 const char *pl_pc_srtp_profile(const pl_pc_t *pc);

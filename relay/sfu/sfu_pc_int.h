@@ -5,6 +5,7 @@
 #define PL_SFU_PC_INT_H
 
 #include "relay/sfu/sfu_pc.h"
+#include "relay/sfu/sfu_sendq.h"
 #include "relay/sfu/sfu_srtp.h"
 
 #include <nice/agent.h>
@@ -38,17 +39,26 @@ struct pl_pc {
     const char *profile;
     uint64_t srtp_errors;           /* packets that failed to unprotect */
     /* Fast path: the selected pair's own UDP socket and the peer's address, so media
-     * goes out with one sendto instead of through libnice's locks and GSocket layers.
-     * NULL when the pair is relayed or not UDP (then nice_agent_send). */
+     * goes out through the context's send queue (one sendmmsg per socket per loop
+     * iteration) instead of through libnice's locks and GSocket layers. direct is NULL
+     * when the pair is relayed or not UDP; sq has no destination unless direct is set,
+     * the component is connected or ready, and the pc has not failed (then media goes
+     * through nice_agent_send, or not at all). */
     GSocket *direct;
-    int direct_fd;
     struct sockaddr_storage direct_to;
     socklen_t direct_len;
+    bool comp_ready;                /* component CONNECTED or READY */
+    pl_sendq_sock_t sq;
     uint8_t rx[PL_PC_BUF];
 };
 
-/* Sends a raw datagram over the selected pair (DTLS records). */
+/* Sends a raw datagram over the selected pair (DTLS records) at once, after what the
+ * send queue holds. */
 void pl_pc_send_raw(pl_pc_t *pc, const uint8_t *data, size_t len);
+/* Whether RTP/RTCP currently leaves through the direct socket (else nice_agent_send). */
+bool pl_pc_sends_direct(const pl_pc_t *pc);
+/* Forgets the direct socket until the next selected pair (tests: the libnice path). */
+void pl_pc_drop_direct(pl_pc_t *pc);
 
 /* sfu_dtls.c */
 BIO *pl_dtls_bio_new(pl_pc_t *pc);
