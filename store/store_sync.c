@@ -60,6 +60,7 @@ static int sync_once(pl_store_sync_t *s)
 static void *syncer_main(void *arg)
 {
     pl_store_sync_t *s = arg;
+    pthread_setname_np(pthread_self(), "store-sync");
     pthread_mutex_lock(&s->lock);
     for (;;) {
         while (s->want == s->done && !s->stop)
