@@ -27,6 +27,9 @@
 #define HARD_QUEUE_FACTOR 4         /* send queue bound even while the socket drains */
 #define WRITES_PER_CALLBACK 16
 #define COALESCE_MAX (32 * 1024)    /* bytes of queued frames joined into one write */
+/* Before auth only the auth frame is expected (a few hundred bytes): a connection that
+ * has not proved who it is may not make the server buffer max_frame_size for it. */
+#define PREAUTH_FRAME_MAX (8 * 1024)
 #define SWEEP_MS 1000
 /* A ping goes out when the silence reaches ping_interval minus half a sweep, so the
  * 1-s granularity cannot stretch the ping period to nearly 2 s (for 1 s). */
@@ -270,7 +273,10 @@ static int on_receive(pl_sig_thread_t *t, pl_sig_conn_t *c, const char *in, size
         return 0;
     }
     size_t total = (size_t)c->rx_len + len + lws_remaining_packet_payload(c->wsi);
-    if (total > t->gw->opts.max_frame)
+    size_t limit = t->gw->opts.max_frame;
+    if (c->state != PL_SIG_CONN_AUTHED)
+        limit = PL_MIN(limit, (size_t)PREAUTH_FRAME_MAX);
+    if (total > limit)
         return close_too_big(t, c);
     if (last && !c->rx) {
         dispatch(t, c, in, len);        /* the common case: no copy */

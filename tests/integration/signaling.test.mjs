@@ -655,6 +655,23 @@ describe('signaling liveness', () => {
     assert.ok(Date.now() - t0 >= 2000, 'closed before idle_timeout');
   });
 
+  test('max_frame_size counts after auth; before auth a frame over 8 KiB closes with 1009', async () => {
+    const u = await register(d);
+    const big = await Client.open(d);
+    await big.auth(u.token);
+    // ~70 KB: the size of a browser's SDP answer in a 32-party room (max_frame_size 1 MiB here).
+    const r = await big.request({ type: 'ping', pad: 'z'.repeat(70000) });
+    assert.equal(r.type, 'ping.result');
+    big.close();
+    const anon = await Client.open(d);
+    anon.send({ type: 'auth', token: u.token, pad: 'x'.repeat(9000) });
+    assert.equal((await anon.closedWithin()).code, 1009);
+    const ok = await Client.open(d);               // and the server goes on
+    await ok.auth(u.token);
+    assert.equal((await ok.request({ type: 'ping' })).type, 'ping.result');
+    ok.close();
+  });
+
   test('a client that stops reading is closed as a slow consumer (4005)', async () => {
     const u = await register(d);
     const c = await Client.open(d);
