@@ -323,12 +323,11 @@ static size_t ws_header(unsigned char *h, size_t len)
  * lws as raw bytes, which lws 4.1 sends as they are and buffers if the kernel takes
  * only part. Returns 0 after writing, 1 when the first frame alone is too big for the
  * buffer (the caller writes it the usual way), -1 to close. */
-static int write_coalesced(pl_sig_conn_t *c)
+static int write_coalesced(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
-    static __thread unsigned char *buf;
-    if (!buf)
-        buf = pl_xmalloc(LWS_PRE + COALESCE_MAX);
-    unsigned char *p = buf + LWS_PRE;
+    if (!t->wbuf)
+        t->wbuf = pl_xmalloc(LWS_PRE + COALESCE_MAX);
+    unsigned char *p = t->wbuf + LWS_PRE;
     size_t used = 0;
     int frames = 0;
     while (c->out_head && frames < WRITES_PER_CALLBACK &&
@@ -355,7 +354,6 @@ static int write_coalesced(pl_sig_conn_t *c)
 
 static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
-    PL_UNUSED(t);
     if (c->ping_due && c->state != PL_SIG_CONN_CLOSING && !lws_partial_buffered(c->wsi)) {
         /* RFC 6455 §5.5.2/§5.5.3: the peer echoes the payload in its PONG, which counts
          * as activity. One byte, not none: lws 4.1 gives no RECEIVE_PONG callback for
@@ -368,7 +366,7 @@ static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
             return -1;
     }
     if (c->out_head && c->out_head->next && !lws_partial_buffered(c->wsi)) {
-        int rc = write_coalesced(c);
+        int rc = write_coalesced(t, c);
         if (rc <= 0)
             return rc;
     }

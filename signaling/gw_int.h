@@ -153,6 +153,7 @@ typedef struct pl_sig_thread {
      * the idle hang-up (per-connection lws timers cost an O(n) sorted insert each). */
     lws_sorted_usec_list_t sweep_sul;
     struct pl_sig_conn *sweep_head;
+    unsigned char *wbuf;            /* conn.c: queued frames joined into one write */
 } pl_sig_thread_t;
 
 enum { PL_SIG_CONN_NEW, PL_SIG_CONN_AUTHING, PL_SIG_CONN_AUTHED, PL_SIG_CONN_CLOSING };

@@ -460,6 +460,7 @@ void pl_sig_gateway_destroy(pl_sig_gateway_t *gw)
     for (unsigned i = 0; i < gw->n_threads; i++) {
         pthread_mutex_destroy(&gw->threads[i].lock);
         free(gw->threads[i].slots);
+        free(gw->threads[i].wbuf);
     }
     for (size_t i = 0; i < gw->n_otypes; i++)
         free(gw->otypes[i].type);
