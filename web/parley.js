@@ -36,6 +36,16 @@
     return out;
   }
 
+  // The selected ICE path in a getStats() report: {pairState, localType, localProtocol}
+  // (localType 'relay' and localProtocol 'tcp': media goes through TURN over TCP).
+  function selectedPath(st, pairId) {
+    if (!pairId) st.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+    const pair = pairId && st.get(pairId);
+    if (!pair) return { pairState: null, localType: null, localProtocol: null };
+    const local = st.get(pair.localCandidateId);
+    return { pairState: pair.state, localType: local && local.candidateType, localProtocol: local && local.relayProtocol };
+  }
+
   class Parley {
     constructor() {
       this.ws = null; this.n = 0; this.pending = new Map(); this.pushes = [];
@@ -168,19 +178,13 @@
         if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audio += s.packetsReceived || 0;
         if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
       });
-      const pair = pairId && st.get(pairId);
-      if (pair) {
-        out.pairState = pair.state;
-        const local = st.get(pair.localCandidateId);
-        out.localType = local && local.candidateType;
-        out.localProtocol = local && local.relayProtocol;
-      }
-      return out;
+      return Object.assign(out, selectedPath(st, pairId));
     }
 
     // ---- group calls (SFU rooms) -------------------------------------------------------
     // room: an ad-hoc room id, or a chat group id (number).
-    // opts: { simulcast: bool, display: string, ring: bool (group calls) }
+    // opts: { simulcast: bool, display: string, ring: bool (group calls),
+    //         relay: bool (iceTransportPolicy 'relay'), turnTransport: 'udp'|'tcp'|null }
     async join(room, opts = {}) {
       // room.event pushes may arrive before room.join.result: the room exists first.
       const rm = { id: room, pc: null, tracks: {}, events: [], queue: Promise.resolve(), sent: false, early: [] };
@@ -193,7 +197,8 @@
       try { r = await this.request(frame); } catch (e) { this.room = null; throw e; }
       rm.participant = r.participant;
       const s = await this.media();
-      const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: r.ice_servers });
+      const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require',
+        iceServers: pickIceServers(r.ice_servers, opts.turnTransport), iceTransportPolicy: opts.relay ? 'relay' : 'all' });
       rm.pc = pc;
       pc.addTransceiver(s.getAudioTracks()[0], { direction: 'sendonly', streams: [s] });
       pc.addTransceiver(s.getVideoTracks()[0], { direction: 'sendonly', streams: [s],
@@ -240,6 +245,10 @@
       return this.room ? this.room.events.map((e) => e.type + (e.code ? ':' + e.code : '') + (e.participant ? ':' + e.participant : '')) : [];
     }
     // Per remote participant: { frames, width, audio } from the tracks the SFU described.
+    // The selected ICE path of the room's peer connection (see selectedPath).
+    async roomPath() {
+      return this.room && this.room.pc ? selectedPath(await this.room.pc.getStats()) : selectedPath(new Map());
+    }
     async roomStats() {
       const out = {};
       if (!this.room) return out;

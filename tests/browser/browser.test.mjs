@@ -10,6 +10,8 @@
 //      a participant whose connection closes leaves too;
 //   4. simulcast: a subscriber asking for low quality gets a narrower frame, then the
 //      top layer's width again;
+//   5. a room member restricted to TURN over TCP (iceTransportPolicy 'relay') reaches
+//      the SFU through parleyd's TURN and media flows both ways;
 // plus: room.mute (forwarding of that kind stops and resumes), a group call from a chat
 // group (members only, the other members rung), iceServers after a config reload, and
 // the room.* error frames.
@@ -153,6 +155,25 @@ describe('web client in Chromium through parleyd', () => {
     assert.deepEqual(codes, { badRoom: 'bad_field', leave: 'not_joined', sdp: 'not_joined',
       sdpType: 'bad_field', ice: 'not_joined', quality: 'bad_field', mute: 'bad_field',
       join: 'ok', again: 'already_joined', left: 'ok' });
+  });
+
+  test('a room member behind a strict firewall reaches the SFU through parleyd\'s TURN over TCP', async () => {
+    const [a, b] = pages;
+    // a may only use relay candidates, and only TURN over TCP: as a client whose network
+    // lets nothing but one outgoing TCP port through would.
+    await a.page.evaluate(() => parley.join('room-relay', { relay: true, turnTransport: 'tcp' }));
+    await b.page.evaluate(() => parley.join('room-relay'));
+    for (const [p, o] of [[a, b], [b, a]]) {
+      await until(`${p.username} decoding ${o.username} in room-relay`, async () => {
+        const m = await roomStats(p);
+        return { ok: !!(m[o.dev] && m[o.dev].frames > 10 && m[o.dev].audio > 20), m };
+      });
+    }
+    const path = await a.page.evaluate(() => parley.roomPath());
+    assert.equal(path.pairState, 'succeeded', JSON.stringify(path));
+    assert.equal(path.localType, 'relay', JSON.stringify(path));
+    assert.equal(path.localProtocol, 'tcp', JSON.stringify(path));
+    await Promise.all([a, b].map((p) => p.page.evaluate(() => parley.leave())));
   });
 
   test('three-party room: each page decodes audio and video from the other two', async () => {
