@@ -366,7 +366,7 @@ int pl_store_open(const pl_store_opts_t *opts, pl_store_t **out)
     if (opts->metrics)
         register_metrics(st, opts->metrics);
     if (pipelined && (rc = pl_store_sync_start(opts->path, st->loop, &st->durable,
-                                                &st->sync)) < 0)
+                                                opts->metrics, &st->sync)) < 0)
         goto fail_sync;
     rc = -pthread_create(&st->thread, NULL, store_main, st);
     if (rc < 0)

@@ -42,9 +42,10 @@ typedef struct pl_store_sync pl_store_sync_t;
 
 /* Starts the syncer thread for the WAL of db_path. When a sync completes it posts
  * durable_msg (owned by the caller, posted at most once until pl_store_sync_durable)
- * to loop. Returns 0 or -errno. */
+ * to loop. metrics (may be NULL): parley_store_syncs_total and
+ * parley_store_sync_seconds are registered there. Returns 0 or -errno. */
 int pl_store_sync_start(const char *db_path, pl_loop_t *loop, pl_msg_t *durable_msg,
-                        pl_store_sync_t **out);
+                        pl_metrics_t *metrics, pl_store_sync_t **out);
 /* Store thread: batches up to seq are committed; make them durable. */
 void pl_store_sync_request(pl_store_sync_t *s, uint64_t seq);
 /* Store thread, from durable_msg's handler: the highest durable seq; re-arms the post. */

@@ -42,6 +42,8 @@ struct pl_store_sync {
     bool pending;               /* durable_msg posted, its handler not yet run */
     bool stop;
     _Atomic uint64_t n_syncs;
+    pl_metrics_shard_t *shard;  /* the syncer thread's; NULL without metrics */
+    pl_metric_id_t m_syncs, m_sync_s;
 };
 
 static int sync_once(pl_store_sync_t *s)
@@ -51,9 +53,14 @@ static int sync_once(pl_store_sync_t *s)
         if (s->fd < 0)
             return -errno;
     }
+    uint64_t t0 = pl_now_mono_us();
     if (fdatasync(s->fd) < 0)
         return -errno;
     atomic_fetch_add_explicit(&s->n_syncs, 1, memory_order_relaxed);
+    if (s->shard) {
+        pl_metric_inc(s->shard, s->m_syncs);
+        pl_metric_observe(s->shard, s->m_sync_s, (double)(pl_now_mono_us() - t0) / 1e6);
+    }
     return 0;
 }
 
@@ -88,9 +95,20 @@ static void *syncer_main(void *arg)
 }
 
 int pl_store_sync_start(const char *db_path, pl_loop_t *loop, pl_msg_t *durable_msg,
-                        pl_store_sync_t **out)
+                        pl_metrics_t *metrics, pl_store_sync_t **out)
 {
+    static const double secs[] = { 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                   0.1, 0.5 };
     pl_store_sync_t *s = pl_xcalloc(1, sizeof(*s));
+    if (metrics) {
+        s->m_syncs = pl_metrics_counter(metrics, "parley_store_syncs_total",
+            "fdatasync calls of the WAL by the syncer (each covers every batch committed "
+            "before it began)", NULL);
+        s->m_sync_s = pl_metrics_histogram(metrics, "parley_store_sync_seconds",
+            "Time of one fdatasync of the WAL (the disk's share of a message's latency)",
+            NULL, secs, PL_ARRAY_LEN(secs));
+        s->shard = pl_metrics_shard_create(metrics);
+    }
     size_t n = strlen(db_path);
     s->wal_path = pl_xmalloc(n + 5);
     memcpy(s->wal_path, db_path, n);

@@ -572,6 +572,9 @@ describe('signaling', () => {
       assert.ok(sample(m, 'parley_signaling_auth_failures_total', { reason: 'frame_before_auth' }).value >= 1);
       assert.ok(sample(m, 'parley_signaling_auth_failures_total', { reason: 'bad_credentials' }).value >= 1);
       assert.ok(sample(m, 'parley_store_batches_total').value >= 1);
+      // Registrations wrote, so the syncer made them durable (store.synchronous=full).
+      assert.ok(sample(m, 'parley_store_syncs_total').value >= 1);
+      assert.equal(sample(m, 'parley_store_sync_seconds_count').value, sample(m, 'parley_store_syncs_total').value);
       c.close();
       const stats = JSON.parse((await d.admin('/stats')).text);
       assert.ok(JSON.stringify(stats).includes('"gateway"'));
