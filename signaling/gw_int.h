@@ -63,6 +63,7 @@ typedef struct pl_sig_gw_opts {
     uint32_t auth_timeout_ms;
     uint16_t ping_interval_s;
     uint16_t idle_timeout_s;
+    bool libev;                     /* lws on a libev (epoll) loop, else lws_service/poll */
 } pl_sig_gw_opts_t;
 
 /* Limits that may change on reload (atomics, relaxed: each is independent). */
@@ -154,6 +155,8 @@ typedef struct pl_sig_thread {
     lws_sorted_usec_list_t sweep_sul;
     struct pl_sig_conn *sweep_head;
     unsigned char *wbuf;            /* conn.c: queued frames joined into one write */
+    void *evloop;                   /* libev loop lws runs on (epoll), or NULL: lws_service */
+    void *foreign_loops[1];
 } pl_sig_thread_t;
 
 enum { PL_SIG_CONN_NEW, PL_SIG_CONN_AUTHING, PL_SIG_CONN_AUTHED, PL_SIG_CONN_CLOSING };
@@ -265,6 +268,9 @@ void pl_sig_slot_free(pl_sig_thread_t *t, uint64_t id);
 void *pl_sig_slot_get(pl_sig_thread_t *t, uint64_t id, unsigned kind);
 /* Runs every queued inbox message. Service thread (or the owner after it ended). */
 void pl_sig_thread_drain_inbox(pl_sig_thread_t *t);
+/* On the thread, from LWS_CALLBACK_EVENT_WAIT_CANCELLED: ends its event loop once
+ * pl_sig_gateway_stop asked it to quit. */
+void pl_sig_thread_check_quit(pl_sig_thread_t *t);
 const pl_sig_hentry_t *pl_sig_handler_find(const pl_sig_gateway_t *gw, const char *type);
 pl_metric_id_t pl_sig_out_metric(const pl_sig_gateway_t *gw, const char *type);
 /* Marks the calling thread as service thread t (gw_send.c sends from it directly). */

@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <ev.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -274,6 +275,18 @@ static int create_context(pl_sig_thread_t *t)
     ci.timeout_secs = 10;
     ci.keepalive_timeout = 5;
     ci.retry_and_idle_policy = &gw->retry;
+    /* libev with its epoll backend: lws 4.1's own loop is poll(), which hands the
+     * kernel every connection of the thread on each wake-up; on libev lws keeps one
+     * watcher per socket and the kernel reports only what is ready. lws loads its
+     * libev glue (libwebsockets-evlib_ev) as a plugin. */
+    if (gw->opts.libev) {
+        t->evloop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+        if (!t->evloop)
+            return -ENOMEM;
+        t->foreign_loops[0] = t->evloop;
+        ci.foreign_loops = t->foreign_loops;
+        ci.options |= LWS_SERVER_OPTION_LIBEV;
+    }
     t->ctx = lws_create_context(&ci);
     if (!t->ctx)
         return -ENOMEM;
@@ -304,9 +317,14 @@ static void *thread_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     pl_sig_thread_set_current(t);
     pl_sig_conn_sweep_start(t);
-    while (!atomic_load(&t->quit))
-        if (lws_service(t->ctx, 0) < 0)
-            break;
+    if (t->evloop) {
+        while (!atomic_load(&t->quit))
+            ev_run(t->evloop, 0);
+    } else {
+        while (!atomic_load(&t->quit))
+            if (lws_service(t->ctx, 0) < 0)
+                break;
+    }
     lws_sul_cancel(&t->sweep_sul);
     pl_sig_thread_drain_inbox(t);
     /* Destroying the context closes every connection here, on the owning thread. */
@@ -316,8 +334,19 @@ static void *thread_main(void *arg)
     pthread_mutex_unlock(&t->lock);
     lws_context_destroy(ctx);
     t->ctx = NULL;
+    if (t->evloop) {
+        ev_run(t->evloop, EVRUN_NOWAIT);    /* lets lws finish closing its watchers */
+        ev_loop_destroy(t->evloop);
+        t->evloop = NULL;
+    }
     pl_sig_thread_drain_inbox(t);
     return NULL;
+}
+
+void pl_sig_thread_check_quit(pl_sig_thread_t *t)
+{
+    if (t->evloop && atomic_load(&t->quit))
+        ev_break(t->evloop, EVBREAK_ALL);
 }
 
 static void close_listeners(pl_sig_gateway_t *gw)
@@ -373,8 +402,9 @@ int pl_sig_gateway_start(pl_sig_gateway_t *gw)
     }
     if (rc < 0)
         return rc;
-    pl_log_info("signaling.listening", "port=%u tls_port=%u threads=%u web_root=%s",
-                gw->port, gw->tls_port, gw->n_threads, PL_LOG_QUOTED(gw->opts.web_root));
+    pl_log_info("signaling.listening", "port=%u tls_port=%u threads=%u web_root=%s loop=%s",
+                gw->port, gw->tls_port, gw->n_threads, PL_LOG_QUOTED(gw->opts.web_root),
+                gw->opts.libev ? "libev" : "poll");
     return 0;
 }
 
@@ -422,6 +452,10 @@ static void stop_thread(pl_sig_thread_t *t)
     if (t->ctx) {                       /* created but never serviced (start failed) */
         lws_context_destroy(t->ctx);
         t->ctx = NULL;
+    }
+    if (t->evloop) {
+        ev_loop_destroy(t->evloop);
+        t->evloop = NULL;
     }
     atomic_store(&t->dead, true);
 }

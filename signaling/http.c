@@ -266,6 +266,7 @@ int pl_sig_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         pl_sig_thread_drain_inbox(t);
+        pl_sig_thread_check_quit(t);
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* A WebSocket upgrade without "parley.v1" in Sec-WebSocket-Protocol lands on

@@ -711,6 +711,27 @@ describe('signaling drain', () => {
   });
 });
 
+describe('signaling event loops', () => {
+  for (const loop of ['libev', 'poll']) {
+    test(`event_loop=${loop}: accounts, auth, frames, pings and a clean stop`, async () => {
+      const d = await startSignaling([`signaling.event_loop=${loop}`, 'signaling.ping_interval=1s']);
+      try {
+        await d.waitForLog(new RegExp(`signaling\\.listening .* loop=${loop}`));
+        const users = await Promise.all([1, 2, 3, 4].map(() => register(d)));
+        const clients = await Promise.all(users.map(() => Client.open(d)));
+        await Promise.all(clients.map((c, i) => c.auth(users[i].token)));
+        for (let i = 0; i < 50; i++)
+          for (const c of clients) assert.equal((await c.request({ type: 'ping' })).type, 'ping.result');
+        await new Promise((r) => setTimeout(r, 1600));
+        for (const c of clients) assert.ok(c.pings >= 1, `pings: ${c.pings}`);
+        for (const c of clients) c.close();
+      } finally {
+        await stopClean(d);
+      }
+    });
+  }
+});
+
 describe('signaling over TLS', () => {
   let d;
   before(async () => {
