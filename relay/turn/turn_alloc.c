@@ -190,38 +190,73 @@ void pl_turn_alloc_delete(pl_turn_server_t *s, pl_turn_alloc_t *a, const char *w
     free(a);
 }
 
-int pl_turn_alloc_open_relay(pl_turn_server_t *s, pl_turn_alloc_t *a,
-                             const pl_turn_relay_req_t *req, uint16_t *pair_port)
+/* With a pair: binds a socket to port+1 so nothing else takes it while the reservation
+ * waits. -EADDRINUSE: another process has it (the caller picks another pair); other
+ * failures leave the port held by the pool only (*hold_fd -1). */
+static int hold_pair(pl_turn_server_t *s, const pl_turn_relay_t *r, int *hold_fd)
 {
+    *hold_fd = -1;
+    if (!s->io->port_hold)
+        return 0;
+    pl_sockaddr_t odd = r->addr;
+    pl_sockaddr_set_port(&odd, (uint16_t)(pl_sockaddr_port(&r->addr) + 1));
+    int fd = s->io->port_hold(s->io_ctx, &odd);
+    if (fd == -EADDRINUSE)
+        return fd;
+    *hold_fd = fd >= 0 ? fd : -1;
+    return 0;
+}
+
+/* Gives back the ports of the tries that failed (kept taken meanwhile, so the random
+ * pick cannot land on a busy port twice). */
+static void release_tries(pl_turn_ports_t *pool, const uint16_t *ports, int n, bool pair)
+{
+    for (int i = 0; i < n; i++) {
+        pl_turn_ports_release(pool, ports[i]);
+        if (pair)
+            pl_turn_ports_release(pool, (uint16_t)(ports[i] + 1));
+    }
+}
+
+int pl_turn_alloc_open_relay(pl_turn_server_t *s, pl_turn_alloc_t *a,
+                             const pl_turn_relay_req_t *req, uint16_t *pair_port,
+                             int *hold_fd)
+{
+    enum { TRIES = 8 };
     pl_turn_relay_t *r = &a->relay[req->fam_idx];
     pl_turn_ports_t *pool = &s->shared->ports[req->fam_idx];
-    int rc = -ENOSPC;
-    /* A port taken by another process makes bind fail: release it and try another. */
-    for (int attempt = 0; attempt < 8; attempt++) {
+    uint16_t busy[TRIES];
+    int n_busy = 0, rc = -ENOSPC;
+    *hold_fd = -1;
+    /* A port taken by another process makes bind fail: try another. */
+    for (int attempt = 0; attempt < TRIES; attempt++) {
         uint16_t port = req->port;
         s->rng ^= s->rng << 13, s->rng ^= s->rng >> 17, s->rng ^= s->rng << 5;
         if (!req->port_given && pl_turn_ports_take(pool, s->rng, req->even, req->pair, &port) != 0)
-            return -ENOSPC;
+            break;
         r->addr = s->set->relay[req->fam_idx];
         pl_sockaddr_set_port(&r->addr, port);
         pl_turn_settings_advertised(s->set, &r->addr, &r->advertised);
         r->df = false;
         rc = s->io->relay_open(s->io_ctx, r);
+        if (rc == 0 && req->pair && (rc = hold_pair(s, r, hold_fd)) != 0)
+            s->io->relay_close(s->io_ctx, r);
         if (rc == 0) {
+            release_tries(pool, busy, n_busy, req->pair);
             r->port_taken = true;
             if (req->pair)
                 *pair_port = (uint16_t)(port + 1);
             pl_metric_gauge_add(s->shard, s->mid->allocs[a->conn.transport][req->fam_idx], 1);
             return 0;
         }
-        pl_turn_ports_release(pool, port);
-        if (req->pair)
-            pl_turn_ports_release(pool, (uint16_t)(port + 1));
+        busy[n_busy++] = port;
         if (rc != -EADDRINUSE || req->port_given)
             break;
+        rc = -ENOSPC;
     }
+    release_tries(pool, busy, n_busy, req->pair);
     r->fd = -1;
-    return rc == -EADDRINUSE ? -ENOSPC : rc;
+    return rc;
 }
 
 /* ---- permissions and channels -------------------------------------------------- */

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 typedef struct alloc_params {
     bool fam[2];            /* relayed families wanted: [0] IPv4, [1] IPv6 */
@@ -148,22 +149,25 @@ static int open_relays(pl_turn_server_t *s, pl_turn_alloc_t *a, alloc_params_t *
             continue;
         pl_turn_relay_req_t req = {(uint8_t)f, p->even, p->reserve, p->has_token, token_port};
         uint16_t pair = 0;
+        int hold = -1;
         if (p->has_token && f != token_fam)
             continue;
-        int rc = pl_turn_alloc_open_relay(s, a, &req, &pair);
+        int rc = pl_turn_alloc_open_relay(s, a, &req, &pair, &hold);
         if (rc != 0)
             return 508;
         if (!p->reserve)
             continue;
-        uint64_t token = 0;
-        while (token == 0 && getrandom(&token, sizeof token, 0) == (ssize_t)sizeof token) {
+        pl_turn_resv_item_t item = { 0, (uint8_t)f, pair, hold };
+        while (item.token == 0 &&
+               getrandom(&item.token, sizeof item.token, 0) == (ssize_t)sizeof item.token) {
         }
-        if (token == 0 || pl_turn_resv_add(s->shared, token, (uint8_t)f, pair,
-                                           pl_turn_now_ms(s)) != 0) {
+        if (item.token == 0 || pl_turn_resv_add(s->shared, &item, pl_turn_now_ms(s)) != 0) {
+            if (hold >= 0)
+                close(hold);
             pl_turn_ports_release(&s->shared->ports[f], pair);
             return 508;
         }
-        a->resv_token = token;
+        a->resv_token = item.token;
     }
     return 0;
 }
@@ -183,12 +187,15 @@ static void log_created(pl_turn_server_t *s, const pl_turn_alloc_t *a)
 static int create(pl_turn_server_t *s, const pl_turn_conn_t *conn, const pl_stun_msg_t *m,
                   const pl_turn_auth_t *auth, alloc_params_t *p)
 {
-    uint16_t token_port = 0;
-    uint8_t token_fam = 0;
+    pl_turn_resv_item_t item = { .token = p->token, .hold_fd = -1 };
     /* RFC 8656 §7.2: an unknown or expired token is 508. */
-    if (p->has_token && pl_turn_resv_take(s->shared, p->token, pl_turn_now_ms(s), &token_fam,
-                                          &token_port) != 0)
+    if (p->has_token && pl_turn_resv_take(s->shared, pl_turn_now_ms(s), &item) != 0)
         return 508;
+    /* The hold socket kept the port from other processes; let go so relay_open binds. */
+    if (item.hold_fd >= 0)
+        close(item.hold_fd);
+    uint16_t token_port = item.port;
+    uint8_t token_fam = item.fam_idx;
     if (p->has_token) {
         p->fam[token_fam] = true;
         p->fam[!token_fam] = false;

@@ -138,6 +138,7 @@ typedef struct pl_turn_reservation {
     uint64_t expires_ms;
     uint16_t port;
     uint8_t fam_idx;            /* 0 IPv4, 1 IPv6 */
+    int hold_fd;                /* socket bound to the port meanwhile, or -1 */
 } pl_turn_reservation_t;
 
 typedef struct pl_turn_quota_entry pl_turn_quota_entry_t;
@@ -185,15 +186,21 @@ int pl_turn_quota_acquire(pl_turn_shared_t *sh, const char *user, uint32_t user_
 void pl_turn_quota_release(pl_turn_shared_t *sh, const char *user);
 uint32_t pl_turn_quota_user(pl_turn_shared_t *sh, const char *user);
 
-/* Records that port (already taken in the pool) is reserved under token until
- * now_ms + PL_TURN_RESERVATION_MS. Returns 0 or -ENOSPC (table full). */
-int pl_turn_resv_add(pl_turn_shared_t *sh, uint64_t token, uint8_t fam_idx, uint16_t port,
-                     uint64_t now_ms);
-/* Removes the reservation and hands its port (still taken) to the caller. Returns 0,
- * or -ENOENT when unknown or expired. */
-int pl_turn_resv_take(pl_turn_shared_t *sh, uint64_t token, uint64_t now_ms,
-                      uint8_t *fam_idx, uint16_t *port);
-/* Releases the ports of expired reservations. */
+/* Records that port (already taken in the pool; held by the socket hold_fd, or -1) is
+ * reserved under token until now_ms + PL_TURN_RESERVATION_MS. Returns 0 or -ENOSPC
+ * (table full; hold_fd is then still the caller's). */
+typedef struct pl_turn_resv_item {
+    uint64_t token;
+    uint8_t fam_idx;
+    uint16_t port;
+    int hold_fd;
+} pl_turn_resv_item_t;
+int pl_turn_resv_add(pl_turn_shared_t *sh, const pl_turn_resv_item_t *item, uint64_t now_ms);
+/* Removes the reservation and hands its port (still taken) and its hold descriptor
+ * (close it before binding the port) to the caller. Returns 0, or -ENOENT when unknown
+ * or expired. */
+int pl_turn_resv_take(pl_turn_shared_t *sh, uint64_t now_ms, pl_turn_resv_item_t *item);
+/* Releases the ports (and closes the hold sockets) of expired reservations. */
 void pl_turn_resv_sweep(pl_turn_shared_t *sh, uint64_t now_ms);
 
 /* ---------------------------------------------------------------------------------
@@ -304,6 +311,13 @@ typedef struct pl_turn_io_ops {
      * -errno. */
     int (*send_peer)(void *ctx, pl_turn_relay_t *relay, const pl_sockaddr_t *peer,
                      const uint8_t *buf, size_t len, unsigned flags);
+    /* Optional (NULL: a reservation is kept in the port pool only). Binds a UDP socket
+     * to addr and returns its descriptor, so no other process takes the port while an
+     * EVEN-PORT reservation waits for its RESERVATION-TOKEN (RFC 8656 §7.2); -EADDRINUSE
+     * when something already has it, or -errno. The core closes the descriptor when the
+     * reservation is claimed (just before the claiming relay_open) or expires, on
+     * whichever relay thread that happens. */
+    int (*port_hold)(void *ctx, const pl_sockaddr_t *addr);
 } pl_turn_io_ops_t;
 
 /* RFC 6062 TCP relaying: the io operations beyond pl_turn_io_ops_t, given to the
@@ -517,15 +531,17 @@ int pl_turn_alloc_new(pl_turn_server_t *s, const pl_turn_conn_t *conn, const cha
  * "refresh", "shutdown" (for the log line). */
 void pl_turn_alloc_delete(pl_turn_server_t *s, pl_turn_alloc_t *a, const char *why);
 /* Opens relay fam_idx of a on a port from the pool (even/pair per EVEN-PORT) or on
- * port (when port_given). Returns 0, -ENOSPC (no port) or -errno. *pair_port gets
- * port+1 when pair (taken in the pool, for a reservation). */
+ * port (when port_given). Returns 0, -ENOSPC (no port) or -errno. With pair, *pair_port
+ * gets port+1 (taken in the pool, for a reservation) and *hold_fd a socket bound to it
+ * (io port_hold), or -1: a pair whose odd port another process has is skipped. */
 typedef struct pl_turn_relay_req {
     uint8_t fam_idx;
     bool even, pair, port_given;
     uint16_t port;
 } pl_turn_relay_req_t;
 int pl_turn_alloc_open_relay(pl_turn_server_t *s, pl_turn_alloc_t *a,
-                             const pl_turn_relay_req_t *req, uint16_t *pair_port);
+                             const pl_turn_relay_req_t *req, uint16_t *pair_port,
+                             int *hold_fd);
 /* Closes relay fam_idx of a (if open) and releases its port. (A failed
  * pl_turn_alloc_open_relay has already released the port it took or was given.) */
 void pl_turn_alloc_close_relay(pl_turn_server_t *s, pl_turn_alloc_t *a, int fam_idx);

@@ -283,8 +283,18 @@ static int io_send_peer(void *ctx, pl_turn_relay_t *relay, const pl_sockaddr_t *
     return n < 0 ? -errno : 0;
 }
 
+/* A bound UDP socket nobody reads: it only keeps the port (no SO_REUSEADDR, so no
+ * other socket can bind it meanwhile). Datagrams sent to it are dropped by the kernel
+ * once its small buffer fills; nothing is relayed on a reserved port anyway. */
+static int io_port_hold(void *ctx, const pl_sockaddr_t *addr)
+{
+    PL_UNUSED(ctx);
+    return pl_net_listen(addr, SOCK_DGRAM, PL_LISTEN_V6ONLY, 0);
+}
+
 static const pl_turn_io_ops_t relay_io = {
     io_now_ms, io_wall_s, io_send_client, io_relay_open, io_relay_close, io_send_peer,
+    io_port_hold,
 };
 
 /* ---- receive paths ------------------------------------------------------------- */

@@ -3,15 +3,14 @@
  *     fetch_or / fetch_and (lock-free; a port is free when its bit is clear);
  *   - allocation counts per user and in total, for turn.user_quota and
  *     turn.max_allocations (a leaf mutex around a small chained hash);
- *   - RESERVATION-TOKENs (RFC 8656 §7.2, EVEN-PORT with R): token -> reserved port,
- *     about 30 s, because the Allocate that claims it may arrive on another thread
- *     (a leaf mutex around a small array);
+ *   - RESERVATION-TOKENs (RFC 8656 §7.2, EVEN-PORT with R): token -> reserved port
+ *     and the socket that holds it bound (io port_hold), about 30 s, because the
+ *     Allocate that claims it may arrive on another thread (a leaf mutex around a
+ *     small array);
  *   - the nonce secret (random at start, immutable).
  *
- * What it does not: no sockets. A reserved port is held in the pool only, not by an
- * open socket, so another process could bind it meanwhile; the claiming Allocate then
- * fails with 508 (coturn keeps the socket open; the pool is enough for well-run hosts
- * whose relay range is left to the TURN server).
+ * What it does not: open sockets (the io does); it only closes the hold sockets of
+ * reservations that expire or go with the table.
  *
  * Threading: every function is thread-safe; the mutexes are leaves (nothing is called
  * while they are held). */
@@ -21,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #define RESV_MAX 4096
 
@@ -208,7 +208,8 @@ uint32_t pl_turn_quota_user(pl_turn_shared_t *sh, const char *user)
 
 /* ---- reservations -------------------------------------------------------------- */
 
-/* Under resv_lock: drops expired entries, releasing their ports. */
+/* Under resv_lock: drops expired entries, releasing their ports and holds (close is
+ * a syscall under a leaf lock: rare, and nothing else waits on this lock for long). */
 static void resv_sweep_locked(pl_turn_shared_t *sh, uint64_t now_ms)
 {
     for (size_t i = 0; i < sh->n_resv;) {
@@ -217,13 +218,14 @@ static void resv_sweep_locked(pl_turn_shared_t *sh, uint64_t now_ms)
             i++;
             continue;
         }
+        if (r->hold_fd >= 0)
+            close(r->hold_fd);
         pl_turn_ports_release(&sh->ports[r->fam_idx], r->port);
         sh->resv[i] = sh->resv[--sh->n_resv];
     }
 }
 
-int pl_turn_resv_add(pl_turn_shared_t *sh, uint64_t token, uint8_t fam_idx, uint16_t port,
-                     uint64_t now_ms)
+int pl_turn_resv_add(pl_turn_shared_t *sh, const pl_turn_resv_item_t *item, uint64_t now_ms)
 {
     int rc = 0;
     pthread_mutex_lock(&sh->resv_lock);
@@ -236,23 +238,24 @@ int pl_turn_resv_add(pl_turn_shared_t *sh, uint64_t token, uint8_t fam_idx, uint
             sh->resv = pl_xrealloc(sh->resv, sh->cap_resv * sizeof *sh->resv);
         }
         sh->resv[sh->n_resv++] = (pl_turn_reservation_t){
-            token, now_ms + PL_TURN_RESERVATION_MS, port, fam_idx};
+            item->token, now_ms + PL_TURN_RESERVATION_MS, item->port, item->fam_idx,
+            item->hold_fd};
     }
     pthread_mutex_unlock(&sh->resv_lock);
     return rc;
 }
 
-int pl_turn_resv_take(pl_turn_shared_t *sh, uint64_t token, uint64_t now_ms,
-                      uint8_t *fam_idx, uint16_t *port)
+int pl_turn_resv_take(pl_turn_shared_t *sh, uint64_t now_ms, pl_turn_resv_item_t *item)
 {
     int rc = -ENOENT;
     pthread_mutex_lock(&sh->resv_lock);
     resv_sweep_locked(sh, now_ms);
     for (size_t i = 0; i < sh->n_resv; i++) {
-        if (sh->resv[i].token != token)
+        if (sh->resv[i].token != item->token)
             continue;
-        *fam_idx = sh->resv[i].fam_idx;
-        *port = sh->resv[i].port;
+        item->fam_idx = sh->resv[i].fam_idx;
+        item->port = sh->resv[i].port;
+        item->hold_fd = sh->resv[i].hold_fd;
         sh->resv[i] = sh->resv[--sh->n_resv];
         rc = 0;
         break;
@@ -301,6 +304,9 @@ void pl_turn_shared_destroy(pl_turn_shared_t *sh)
             free(e);
         }
     free(sh->quota);
+    for (size_t i = 0; i < sh->n_resv; i++)
+        if (sh->resv[i].hold_fd >= 0)
+            close(sh->resv[i].hold_fd);
     free(sh->resv);
     free(sh->ports[0].bits);
     free(sh->ports[1].bits);

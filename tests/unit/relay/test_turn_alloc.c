@@ -322,6 +322,7 @@ static void test_even_port_and_reservation(void **state)
     assert_int_equal(pl_sockaddr_port(&a) % 2, 0);
     assert_int_equal(pl_stun_get_u64(&m, PL_STUN_ATTR_RESERVATION_TOKEN, &token), 0);
     assert_int_equal(pl_turn_ports_in_use(&e->sh->ports[0]), 2);    /* port and port+1 */
+    assert_int_equal(e->io.n_holds, 1);             /* port+1 held by a socket meanwhile */
     /* Another client claims the reserved port with the token. */
     e->conn.client.in4.sin_port = htons(40010);
     req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
@@ -348,6 +349,42 @@ static void test_even_port_and_reservation(void **state)
     pl_stun_add_u64(&r.b, PL_STUN_ATTR_RESERVATION_TOKEN, token);
     pl_stun_add_u32(&r.b, PL_STUN_ATTR_REQUESTED_ADDRESS_FAMILY, 1u << 24);
     assert_int_equal(roundtrip(e, &r, req_sign(e, &r, "alice", "wonderland", NULL), &m), 400);
+    tenv_free(e);
+}
+
+/* RFC 8656 §7.2 wants port+1 reserved; a pair whose odd port another process already has
+ * is skipped instead of being promised. Range 50000-50003: pairs 50000/1 and 50002/3. */
+static void test_even_port_skips_busy_odd_port(void **state)
+{
+    (void)state;
+    const char *ov[] = {"turn.relay_ports=50000-50003"};
+    tenv_t *e = tenv_new(ov, 1);
+    e->io.hold_busy_port = 50001;
+    req_t r;
+    pl_stun_msg_t m;
+    req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
+    req_transport(&r);
+    uint8_t even_r = 0x80;
+    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
+    assert_int_equal(roundtrip(e, &r, req_sign(e, &r, "alice", "wonderland", NULL), &m), 0);
+    pl_sockaddr_t a;
+    pl_stun_get_addr(&m, PL_STUN_ATTR_XOR_RELAYED_ADDRESS, &a);
+    assert_int_equal(pl_sockaddr_port(&a), 50002);
+    assert_true(e->io.hold_refusals <= 1);
+    assert_int_equal(e->io.n_holds, 1);
+    assert_int_equal(e->io.n_open, 1);              /* a relay opened on 50000 was closed */
+    assert_int_equal(pl_turn_ports_in_use(&e->sh->ports[0]), 2);    /* 50002 and 50003 */
+    /* Now only the busy pair is left: no reservation can be promised (508). */
+    e->conn.client.in4.sin_port = htons(40012);
+    req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
+    req_transport(&r);
+    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
+    assert_int_equal(roundtrip(e, &r, req_sign(e, &r, "alice", "wonderland", NULL), &m), 508);
+    assert_int_equal(e->io.n_open, 1);
+    assert_int_equal(pl_turn_ports_in_use(&e->sh->ports[0]), 2);    /* nothing leaked */
+    tenv_advance(e, PL_TURN_RESERVATION_MS + 1);    /* the unclaimed reservation goes */
+    pl_turn_server_tick(e->srv);
+    assert_int_equal(pl_turn_ports_in_use(&e->sh->ports[0]), 1);
     tenv_free(e);
 }
 
@@ -556,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_allocate_families),
         cmocka_unit_test(test_allocate_family_unavailable),
         cmocka_unit_test(test_even_port_and_reservation),
+        cmocka_unit_test(test_even_port_skips_busy_odd_port),
         cmocka_unit_test(test_reservation_expires),
         cmocka_unit_test(test_quotas),
         cmocka_unit_test(test_ports_exhausted_and_bind_failures),

@@ -3,7 +3,10 @@
  * pool, quotas, reservations). */
 #include "turn_fake.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <unistd.h>
 
 static int validate(const char *const *ov, size_t n, char *msg, size_t cap)
 {
@@ -234,27 +237,57 @@ static void test_quota_counts(void **state)
     pl_turn_shared_destroy(sh);
 }
 
+static bool fd_open(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0;
+}
+
 static void test_reservations(void **state)
 {
     (void)state;
     pl_turn_shared_t *sh = pl_turn_shared_create(50000, 50009, 600);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    close(p[1]);
     assert_int_equal(pl_turn_ports_take_one(&sh->ports[0], 50005), 0);
-    assert_int_equal(pl_turn_resv_add(sh, 42, 0, 50005, 1000), 0);
-    uint8_t fam;
-    uint16_t port;
-    assert_int_equal(pl_turn_resv_take(sh, 43, 1000, &fam, &port), -ENOENT);
-    assert_int_equal(pl_turn_resv_take(sh, 42, 1000 + PL_TURN_RESERVATION_MS - 1, &fam, &port), 0);
-    assert_int_equal(port, 50005);
-    assert_int_equal(pl_turn_resv_take(sh, 42, 1000, &fam, &port), -ENOENT);   /* used */
+    pl_turn_resv_item_t in = { 42, 0, 50005, p[0] }, out = { .token = 43 };
+    assert_int_equal(pl_turn_resv_add(sh, &in, 1000), 0);
+    assert_int_equal(pl_turn_resv_take(sh, 1000, &out), -ENOENT);
+    out.token = 42;
+    assert_int_equal(pl_turn_resv_take(sh, 1000 + PL_TURN_RESERVATION_MS - 1, &out), 0);
+    assert_int_equal(out.port, 50005);
+    assert_int_equal(out.fam_idx, 0);
+    assert_int_equal(out.hold_fd, p[0]);          /* the taker closes the hold */
+    assert_true(fd_open(p[0]));
+    close(out.hold_fd);
+    assert_int_equal(pl_turn_resv_take(sh, 1000, &out), -ENOENT);   /* used */
     assert_int_equal(pl_turn_ports_in_use(&sh->ports[0]), 1);  /* the taker owns it now */
     pl_turn_ports_release(&sh->ports[0], 50005);
-    /* Expiry releases the port. */
+    /* Expiry releases the port and closes the hold. */
+    assert_int_equal(pipe(p), 0);
+    close(p[1]);
     assert_int_equal(pl_turn_ports_take_one(&sh->ports[1], 50006), 0);
-    assert_int_equal(pl_turn_resv_add(sh, 7, 1, 50006, 1000), 0);
+    pl_turn_resv_item_t in2 = { 7, 1, 50006, p[0] };
+    assert_int_equal(pl_turn_resv_add(sh, &in2, 1000), 0);
     pl_turn_resv_sweep(sh, 1000 + PL_TURN_RESERVATION_MS);
     assert_int_equal(pl_turn_ports_in_use(&sh->ports[1]), 0);
-    assert_int_equal(pl_turn_resv_take(sh, 7, 1000, &fam, &port), -ENOENT);
+    assert_false(fd_open(p[0]));
+    out.token = 7;
+    assert_int_equal(pl_turn_resv_take(sh, 1000, &out), -ENOENT);
+    /* A reservation without a hold, and one left when the table goes (closed then). */
+    pl_turn_resv_item_t in3 = { 8, 0, 50007, -1 };
+    assert_int_equal(pl_turn_ports_take_one(&sh->ports[0], 50007), 0);
+    assert_int_equal(pl_turn_resv_add(sh, &in3, 1000), 0);
+    assert_int_equal(pipe(p), 0);
+    close(p[1]);
+    pl_turn_resv_item_t in4 = { 9, 0, 50009, p[0] };
+    assert_int_equal(pl_turn_ports_take_one(&sh->ports[0], 50009), 0);
+    assert_int_equal(pl_turn_resv_add(sh, &in4, 1000), 0);
+    out.token = 8;
+    assert_int_equal(pl_turn_resv_take(sh, 1000, &out), 0);
+    assert_int_equal(out.hold_fd, -1);
     pl_turn_shared_destroy(sh);
+    assert_false(fd_open(p[0]));
 }
 
 int main(void)

@@ -206,6 +206,50 @@ static void test_relay_ipv6(void **state)
     relay_round_trip("[::1]:0", "[::1]:0", NULL);
 }
 
+/* EVEN-PORT with R through real sockets: the odd port is bound by the relay thread
+ * while the reservation waits (another socket cannot take it), and the claiming
+ * Allocate gets it. */
+static void test_reservation_holds_odd_port(void **state)
+{
+    (void)state;
+    plane_t p;
+    plane_start(&p, "127.0.0.1:0");
+    client_t a = {.sock = udp_open("127.0.0.1:0"), .server = p.server};
+    req_t r;
+    client_req(&a, &r, PL_STUN_METHOD_ALLOCATE);
+    req_transport(&r);
+    assert_int_equal(client_call(&a, &r, false), 401);
+    client_req(&a, &r, PL_STUN_METHOD_ALLOCATE);
+    req_transport(&r);
+    uint8_t even_r = 0x80;
+    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
+    assert_int_equal(client_call(&a, &r, true), 0);
+    pl_sockaddr_t relayed, odd;
+    uint64_t token;
+    assert_int_equal(pl_stun_get_addr(&a.m, PL_STUN_ATTR_XOR_RELAYED_ADDRESS, &relayed), 0);
+    assert_int_equal(pl_stun_get_u64(&a.m, PL_STUN_ATTR_RESERVATION_TOKEN, &token), 0);
+    assert_int_equal(pl_sockaddr_port(&relayed) % 2, 0);
+    odd = relayed;
+    pl_sockaddr_set_port(&odd, (uint16_t)(pl_sockaddr_port(&relayed) + 1));
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, &odd.sa, pl_sockaddr_len(&odd)), -1);
+    assert_int_equal(errno, EADDRINUSE);
+    close(fd);
+    client_t b = {.sock = udp_open("127.0.0.1:0"), .server = p.server};
+    memcpy(b.nonce, a.nonce, sizeof b.nonce);
+    client_req(&b, &r, PL_STUN_METHOD_ALLOCATE);
+    req_transport(&r);
+    pl_stun_add_u64(&r.b, PL_STUN_ATTR_RESERVATION_TOKEN, token);
+    assert_int_equal(client_call(&b, &r, true), 0);
+    pl_sockaddr_t got;
+    assert_int_equal(pl_stun_get_addr(&b.m, PL_STUN_ATTR_XOR_RELAYED_ADDRESS, &got), 0);
+    assert_true(pl_sockaddr_equal(&got, &odd));
+    close(a.sock.fd);
+    close(b.sock.fd);
+    plane_stop(&p);
+}
+
 /* ---- the module, as parleyd runs it ---- */
 
 static void test_module_life_cycle(void **state)
@@ -260,6 +304,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relay_ipv4),
         cmocka_unit_test(test_relay_ipv6),
+        cmocka_unit_test(test_reservation_holds_odd_port),
         cmocka_unit_test(test_module_life_cycle),
         cmocka_unit_test(test_module_refuses_taken_port),
     };

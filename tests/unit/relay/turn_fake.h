@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "relay/turn/turn_int.h"
 #include "core/pl_log.h"
@@ -39,6 +40,8 @@ typedef struct fake_io {
     size_t n_open;
     int next_fd;
     int open_err;                   /* relay_open returns this when non-zero */
+    uint16_t hold_busy_port;        /* port_hold of this port: -EADDRINUSE (0 = none) */
+    int n_holds, hold_refusals;     /* port_hold calls that held, that were refused */
     int open_err_count;             /* ... this many times */
     int send_err;                   /* send_client/send_peer return this */
 } fake_io_t;
@@ -100,8 +103,24 @@ static int fake_send_peer(void *ctx, pl_turn_relay_t *relay, const pl_sockaddr_t
     return 0;
 }
 
+/* Holds with a real descriptor (a pipe's read end) so the core's close is exercised. */
+static int fake_port_hold(void *ctx, const pl_sockaddr_t *addr)
+{
+    fake_io_t *io = ctx;
+    if (io->hold_busy_port && pl_sockaddr_port(addr) == io->hold_busy_port) {
+        io->hold_refusals++;
+        return -EADDRINUSE;
+    }
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    close(p[1]);
+    io->n_holds++;
+    return p[0];
+}
+
 static const pl_turn_io_ops_t fake_ops = {
     fake_now, fake_wall, fake_send_client, fake_relay_open, fake_relay_close, fake_send_peer,
+    fake_port_hold,
 };
 
 /* ---- the test environment ---- */
