@@ -40,8 +40,20 @@ export function runParleyd(args, { env = {}, cwd = ROOT } = {}) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+// Every temp dir made here goes when the test file's process exits (daemons that were
+// expected to fail at start, or whose test failed, never reach Daemon.cleanup).
+const madeDirs = new Set();
+process.on('exit', () => {
+  if (process.env.PARLEY_KEEP_TMP) return;
+  for (const d of madeDirs) {
+    try { rmSync(d, { recursive: true, force: true }); } catch { }
+  }
+});
+
 export function tempDir(prefix = 'parley-test-') {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.add(d);
+  return d;
 }
 
 export class Daemon {
