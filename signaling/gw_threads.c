@@ -288,8 +288,17 @@ static int create_context(pl_sig_thread_t *t)
         ci.options |= LWS_SERVER_OPTION_LIBEV;
     }
     t->ctx = lws_create_context(&ci);
-    if (!t->ctx)
+    if (!t->ctx) {
+        if (t->evloop) {
+            /* Most likely lws could not load its libev plugin. */
+            pl_log_error("signaling.libev.failed", "thread=%u hint=%s", t->index,
+                         PL_LOG_QUOTED("install libwebsockets-evlib-ev, or set [signaling] event_loop = poll"));
+            ev_loop_destroy(t->evloop);
+            t->evloop = NULL;
+            return PL_ECONFIG;
+        }
         return -ENOMEM;
+    }
     int rc = -ENOMEM;
     t->vh_plain = make_vhost(t, false);
     if (!t->vh_plain)
