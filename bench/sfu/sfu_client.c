@@ -492,6 +492,21 @@ static void send_reports(pl_sfc_t *c)
         send_rtcp(c, buf, (size_t)len, sizeof(buf));
 }
 
+void pl_sfc_send_remb(pl_sfc_t *c, uint64_t bps)
+{
+    uint32_t ssrcs[PL_RTCP_MAX_REMB_SSRCS];
+    size_t n = 0;
+    for (guint i = 0; i < c->streams->len && n < PL_RTCP_MAX_REMB_SSRCS; i++) {
+        sfc_rstream_t *s = &g_array_index(c->streams, sfc_rstream_t, i);
+        if (s->rx.started)
+            ssrcs[n++] = s->ssrc;
+    }
+    uint8_t buf[256 + PL_PC_SRTP_OVERHEAD];
+    int len = n ? pl_rtcp_build_remb(buf, 256, c->rtcp_ssrc, bps, ssrcs, n) : 0;
+    if (len > 0)
+        send_rtcp(c, buf, (size_t)len, sizeof(buf));
+}
+
 void pl_sfc_pump(pl_sfc_t *c)
 {
     if (!c->connected)

@@ -68,6 +68,9 @@ int pl_sfc_on_event(pl_sfc_t *c, const char *json);
 /* Sends media for elapsed wall time: call often (every few ms); it keeps 50 audio
  * packets/s and 30 video frames/s per layer. */
 void pl_sfc_pump(pl_sfc_t *c);
+/* Sends a REMB (the client's whole downlink estimate, bps) for the streams it receives,
+ * as a browser on a narrow link would. */
+void pl_sfc_send_remb(pl_sfc_t *c, uint64_t bps);
 
 bool pl_sfc_connected(const pl_sfc_t *c);
 bool pl_sfc_failed(const pl_sfc_t *c);

@@ -192,6 +192,20 @@ static bool video_resumed(harness_t *h)
     return s->video_packets > g_mark + 60;
 }
 
+/* Client 202 reports a 60 kbit/s downlink (REMB) until the SFU gives it a layer that
+ * fits: below the top one, without a sequence gap. */
+static bool remb_capped(harness_t *h)
+{
+    static gint64 last;
+    gint64 now = g_get_monotonic_time();
+    if (now - last >= 100 * 1000) {                 /* ten reports a second */
+        pl_sfc_send_remb(h->c[1], 60000);
+        last = now;
+    }
+    const pl_sfc_src_stats_t *s = src(h, 1, 0);
+    return s->last_layer == 0 && s->layer_packets[0] > g_mark + 30;
+}
+
 static bool low_layer(harness_t *h)
 {
     const pl_sfc_src_stats_t *s = src(h, 1, 0);
@@ -249,6 +263,13 @@ static void test_media_two_then_three(void **state)
     g_mark = src(&h, 1, 0)->layer_packets[2];
     assert_int_equal(pl_sfu_set_quality(h.sfu, 202, 0, PL_SFU_QUALITY_HIGH), 0);
     assert_true(run(&h, high_layer, 5000));
+    assert_int_equal(src(&h, 1, 0)->seq_gaps, 0);
+    assert_int_equal(src(&h, 1, 0)->bad_marks, 0);
+
+    /* Bandwidth: the subscriber's REMB says its link is narrow; the SFU steps it down to
+     * the lowest layer (one layer per report, held for a while), sequence unbroken. */
+    g_mark = src(&h, 1, 0)->layer_packets[0];
+    assert_true(run(&h, remb_capped, 8000));
     assert_int_equal(src(&h, 1, 0)->seq_gaps, 0);
     assert_int_equal(src(&h, 1, 0)->bad_marks, 0);
     assert_true(run(&h, speaker_known, 3000));
