@@ -51,7 +51,7 @@ static const pl_opt_def_t defs[] = {
     { "signaling", "web_root", PL_OPT_STRING, "web", 0, 4096, NULL, 0,
       "directory of static files served at / (empty = none)" },
     { "signaling", "event_loop", PL_OPT_ENUM, "libev", 0, 0, "libev|poll", 0,
-      "libev: each gateway thread runs libwebsockets on a libev loop (epoll: work per event); poll: libwebsockets' own poll() loop, which walks every connection of the thread on each wake-up (19,800 idle connections: 22 % of a core at rest against 1.3 %)" },
+      "libev: each gateway thread runs libwebsockets on a libev loop (epoll: work per event); poll: libwebsockets' own poll() loop, which walks every connection of the thread on each wake-up (19,800 idle connections: 28 % of a core at rest against 2 %; a few very busy connections: poll ~4 % faster)" },
     { "signaling", "max_connections", PL_OPT_INT, "200000", 1, 10000000, NULL, 0,
       "WebSocket connections accepted at once; more are refused at the handshake" },
     { "signaling", "max_frame_size", PL_OPT_SIZE, "256KiB", 1024, 16 << 20, NULL, 0,
