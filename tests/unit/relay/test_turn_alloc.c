@@ -305,17 +305,23 @@ static void test_allocate_family_unavailable(void **state)
     tenv_free(e);
 }
 
+/* Allocate with EVEN-PORT and its R bit (reserve port+1) as alice; returns the code. */
+static int allocate_even_port(tenv_t *e, req_t *r, pl_stun_msg_t *m)
+{
+    uint8_t even_r = 0x80;
+    req_init(e, r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
+    req_transport(r);
+    pl_stun_add(&r->b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
+    return roundtrip(e, r, req_sign(e, r, "alice", "wonderland", NULL), m);
+}
+
 static void test_even_port_and_reservation(void **state)
 {
     (void)state;
     tenv_t *e = tenv_new(NULL, 0);
     req_t r;
     pl_stun_msg_t m;
-    req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
-    req_transport(&r);
-    uint8_t even_r = 0x80;
-    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
-    assert_int_equal(roundtrip(e, &r, req_sign(e, &r, "alice", "wonderland", NULL), &m), 0);
+    assert_int_equal(allocate_even_port(e, &r, &m), 0);
     pl_sockaddr_t a;
     uint64_t token;
     pl_stun_get_addr(&m, PL_STUN_ATTR_XOR_RELAYED_ADDRESS, &a);
@@ -342,7 +348,7 @@ static void test_even_port_and_reservation(void **state)
     req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
     req_transport(&r);
     pl_stun_add_u64(&r.b, PL_STUN_ATTR_RESERVATION_TOKEN, token);
-    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
+    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &(uint8_t){0x80}, 1);
     assert_int_equal(roundtrip(e, &r, req_sign(e, &r, "alice", "wonderland", NULL), &m), 400);
     req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
     req_transport(&r);
@@ -362,11 +368,7 @@ static void test_even_port_skips_busy_odd_port(void **state)
     e->io.hold_busy_port = 50001;
     req_t r;
     pl_stun_msg_t m;
-    req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
-    req_transport(&r);
-    uint8_t even_r = 0x80;
-    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
-    assert_int_equal(roundtrip(e, &r, req_sign(e, &r, "alice", "wonderland", NULL), &m), 0);
+    assert_int_equal(allocate_even_port(e, &r, &m), 0);
     pl_sockaddr_t a;
     pl_stun_get_addr(&m, PL_STUN_ATTR_XOR_RELAYED_ADDRESS, &a);
     assert_int_equal(pl_sockaddr_port(&a), 50002);
@@ -376,10 +378,7 @@ static void test_even_port_skips_busy_odd_port(void **state)
     assert_int_equal(pl_turn_ports_in_use(&e->sh->ports[0]), 2);    /* 50002 and 50003 */
     /* Now only the busy pair is left: no reservation can be promised (508). */
     e->conn.client.in4.sin_port = htons(40012);
-    req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
-    req_transport(&r);
-    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
-    assert_int_equal(roundtrip(e, &r, req_sign(e, &r, "alice", "wonderland", NULL), &m), 508);
+    assert_int_equal(allocate_even_port(e, &r, &m), 508);
     assert_int_equal(e->io.n_open, 1);
     assert_int_equal(pl_turn_ports_in_use(&e->sh->ports[0]), 2);    /* nothing leaked */
     tenv_advance(e, PL_TURN_RESERVATION_MS + 1);    /* the unclaimed reservation goes */
@@ -394,11 +393,7 @@ static void test_reservation_expires(void **state)
     tenv_t *e = tenv_new(NULL, 0);
     req_t r;
     pl_stun_msg_t m;
-    req_init(e, &r, PL_STUN_METHOD_ALLOCATE, PL_STUN_CLASS_REQUEST);
-    req_transport(&r);
-    uint8_t even_r = 0x80;
-    pl_stun_add(&r.b, PL_STUN_ATTR_EVEN_PORT, &even_r, 1);
-    assert_int_equal(roundtrip(e, &r, req_sign(e, &r, "alice", "wonderland", NULL), &m), 0);
+    assert_int_equal(allocate_even_port(e, &r, &m), 0);
     uint64_t token;
     assert_int_equal(pl_stun_get_u64(&m, PL_STUN_ATTR_RESERVATION_TOKEN, &token), 0);
     tenv_advance(e, PL_TURN_RESERVATION_MS + 1);
