@@ -153,7 +153,7 @@ static void on_durable(pl_loop_t *loop, pl_msg_t *msg)
 {
     PL_UNUSED(loop);
     pl_store_t *st = PL_CONTAINER_OF(msg, pl_store_t, durable);
-    deliver_parked(st, pl_store_sync_durable(st->sync));
+    deliver_parked(st, pl_store_sync_durable(st->sync, true));
 }
 
 static void atomic_max(_Atomic uint64_t *a, uint64_t v)
@@ -262,7 +262,7 @@ static void drain_queue(pl_store_t *st)
         /* Under steady load this loop may not return for a long time: hand out what
          * became durable meanwhile instead of waiting for on_durable. */
         if (st->parked)
-            deliver_parked(st, pl_store_sync_peek(st->sync));
+            deliver_parked(st, pl_store_sync_durable(st->sync, false));
     }
 }
 

@@ -41,17 +41,18 @@ int pl_store_migrate(pl_store_conn_t *c, const pl_store_schema_t *const *schemas
 typedef struct pl_store_sync pl_store_sync_t;
 
 /* Starts the syncer thread for the WAL of db_path. When a sync completes it posts
- * durable_msg (owned by the caller, posted at most once until pl_store_sync_durable)
+ * durable_msg (owned by the caller, posted at most once until pl_store_sync_durable
+ * rearms it)
  * to loop. metrics (may be NULL): parley_store_syncs_total and
  * parley_store_sync_seconds are registered there. Returns 0 or -errno. */
 int pl_store_sync_start(const char *db_path, pl_loop_t *loop, pl_msg_t *durable_msg,
                         pl_metrics_t *metrics, pl_store_sync_t **out);
 /* Store thread: batches up to seq are committed; make them durable. */
 void pl_store_sync_request(pl_store_sync_t *s, uint64_t seq);
-/* Store thread, from durable_msg's handler: the highest durable seq; re-arms the post. */
-uint64_t pl_store_sync_durable(pl_store_sync_t *s);
-/* Store thread: the highest durable seq, between batches (leaves the post armed). */
-uint64_t pl_store_sync_peek(pl_store_sync_t *s);
+/* Store thread: the highest durable seq. rearm (from durable_msg's handler): the next
+ * completed sync posts durable_msg again; without it (between batches) the post stays
+ * as it is. */
+uint64_t pl_store_sync_durable(pl_store_sync_t *s, bool rearm);
 /* Store thread: blocks until seq is durable (shutdown); returns the durable seq. */
 uint64_t pl_store_sync_wait(pl_store_sync_t *s, uint64_t seq);
 /* fdatasync calls so far. Any thread. */

@@ -140,18 +140,11 @@ void pl_store_sync_request(pl_store_sync_t *s, uint64_t seq)
     pthread_mutex_unlock(&s->lock);
 }
 
-uint64_t pl_store_sync_durable(pl_store_sync_t *s)
+uint64_t pl_store_sync_durable(pl_store_sync_t *s, bool rearm)
 {
     pthread_mutex_lock(&s->lock);
-    s->pending = false;
-    uint64_t done = s->done;
-    pthread_mutex_unlock(&s->lock);
-    return done;
-}
-
-uint64_t pl_store_sync_peek(pl_store_sync_t *s)
-{
-    pthread_mutex_lock(&s->lock);
+    if (rearm)
+        s->pending = false;
     uint64_t done = s->done;
     pthread_mutex_unlock(&s->lock);
     return done;
