@@ -13,9 +13,8 @@
 #include <string.h>
 #include <time.h>
 
-#include <srtp2/srtp.h>
 
-#include "relay/sfu/sfu_srtp.h"
+#include "bench/sfu/libsrtp_ref.h"
 
 #define PKT_LEN 1200
 #define BUF_LEN 1300
@@ -104,24 +103,6 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static srtp_t lib_session(pl_srtp_profile_t p, uint8_t *master, bool outbound)
-{
-    srtp_policy_t pol;
-    memset(&pol, 0, sizeof(pol));
-    if (p == PL_SRTP_AEAD_AES_128_GCM) {
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtp);
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtcp);
-    } else {
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtp);
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtcp);
-    }
-    pol.ssrc.type = outbound ? ssrc_any_outbound : ssrc_any_inbound;
-    pol.key = master;
-    pol.window_size = 1024;
-    pol.allow_repeat_tx = outbound;
-    srtp_t s = NULL;
-    return srtp_create(&s, &pol) == srtp_err_status_ok ? s : NULL;
-}
 
 static pl_srtp_t *our_session(pl_srtp_profile_t p, const uint8_t *master, bool outbound)
 {
@@ -187,8 +168,8 @@ int main(int argc, char **argv)
         impl_t im[2] = {
             { "parley", our_session(profs[p], master, true), our_session(profs[p], master, false),
               ours_protect, ours_unprotect },
-            { "libsrtp2", lib_session(profs[p], master, true),
-              lib_session(profs[p], master, false), lib_protect, lib_unprotect },
+            { "libsrtp2", pl_libsrtp_ref_session(profs[p], master, true, false),
+              pl_libsrtp_ref_session(profs[p], master, false, false), lib_protect, lib_unprotect },
         };
         double med[2][3];
         for (int k = 0; k < 2; k++) {

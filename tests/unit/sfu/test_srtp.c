@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <srtp2/srtp.h>
 
+#include "bench/sfu/libsrtp_ref.h"
 #include "relay/sfu/sfu_srtp.h"
 
 #define CAP 2048
@@ -89,26 +90,10 @@ static srtp_t theirs_opt(pl_srtp_profile_t p, const keyset_t *k, bool outbound,
                          bool rtcp_auth_only)
 {
     uint8_t master[30];
-    size_t salt_len = pl_srtp_salt_len(p);
     memcpy(master, k->key, 16);
-    memcpy(master + 16, k->salt, salt_len);
-    srtp_policy_t pol;
-    memset(&pol, 0, sizeof(pol));
-    if (p == PL_SRTP_AEAD_AES_128_GCM) {
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtp);
-        srtp_crypto_policy_set_aes_gcm_128_16_auth(&pol.rtcp);
-    } else {
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtp);
-        srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&pol.rtcp);
-    }
-    if (rtcp_auth_only)
-        pol.rtcp.sec_serv = sec_serv_auth;
-    pol.ssrc.type = outbound ? ssrc_any_outbound : ssrc_any_inbound;
-    pol.key = master;
-    pol.window_size = 1024;
-    pol.allow_repeat_tx = outbound ? 1 : 0;
-    srtp_t s = NULL;
-    assert_int_equal(srtp_create(&s, &pol), srtp_err_status_ok);
+    memcpy(master + 16, k->salt, pl_srtp_salt_len(p));
+    srtp_t s = pl_libsrtp_ref_session(p, master, outbound, rtcp_auth_only);
+    assert_non_null(s);
     return s;
 }
 
