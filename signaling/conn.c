@@ -297,6 +297,17 @@ static int on_receive(pl_sig_thread_t *t, pl_sig_conn_t *c, const char *in, size
     return 0;
 }
 
+/* Takes the first queued frame off the send queue (the caller frees it). */
+static pl_sig_out_t *pop_out(pl_sig_conn_t *c)
+{
+    pl_sig_out_t *o = c->out_head;
+    c->out_head = o->next;
+    if (!c->out_head)
+        c->out_tail = NULL;
+    c->out_bytes -= o->len;
+    return o;
+}
+
 /* Appends one unmasked FIN text frame header for len bytes (RFC 6455 §5.2). */
 static size_t ws_header(unsigned char *h, size_t len)
 {
@@ -332,14 +343,10 @@ static int write_coalesced(pl_sig_thread_t *t, pl_sig_conn_t *c)
     int frames = 0;
     while (c->out_head && frames < WRITES_PER_CALLBACK &&
            used + c->out_head->len + 10 <= COALESCE_MAX) {
-        pl_sig_out_t *o = c->out_head;
+        pl_sig_out_t *o = pop_out(c);
         used += ws_header(p + used, o->len);
         memcpy(p + used, o->buf + LWS_PRE, o->len);
         used += o->len;
-        c->out_head = o->next;
-        if (!c->out_head)
-            c->out_tail = NULL;
-        c->out_bytes -= o->len;
         free(o);
         frames++;
     }
@@ -374,11 +381,7 @@ static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
         /* Several frames per callback while the kernel takes them whole; lws keeps
          * the tail of a partial write itself and calls back when it has sent it. */
         for (int i = 0; i < WRITES_PER_CALLBACK && c->out_head; i++) {
-            pl_sig_out_t *o = c->out_head;
-            c->out_head = o->next;
-            if (!c->out_head)
-                c->out_tail = NULL;
-            c->out_bytes -= o->len;
+            pl_sig_out_t *o = pop_out(c);
             int n = lws_write(c->wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
             bool ok = n >= (int)o->len;
             free(o);

@@ -41,9 +41,8 @@ int pl_store_migrate(pl_store_conn_t *c, const pl_store_schema_t *const *schemas
 typedef struct pl_store_sync pl_store_sync_t;
 
 /* Starts the syncer thread for the WAL of db_path. When a sync completes it posts
- * durable_msg (owned by the caller, posted at most once until pl_store_sync_durable
- * rearms it)
- * to loop. metrics (may be NULL): parley_store_syncs_total and
+ * durable_msg (owned by the caller) to loop, at most once until pl_store_sync_durable
+ * re-arms it. metrics (may be NULL): parley_store_syncs_total and
  * parley_store_sync_seconds are registered there. Returns 0 or -errno. */
 int pl_store_sync_start(const char *db_path, pl_loop_t *loop, pl_msg_t *durable_msg,
                         pl_metrics_t *metrics, pl_store_sync_t **out);
