@@ -88,7 +88,8 @@ void chat_deliver_new(chat_op_t *op, chat_dev_t *d, const chat_msgdata_t *md,
     }
 }
 
-static void row_to_md(sqlite3_stmt *st, chat_msgdata_t *md)
+/* A row of the page query; account is the receiving device's. */
+static void row_to_md(sqlite3_stmt *st, uint64_t account, chat_msgdata_t *md)
 {
     memset(md, 0, sizeof(*md));
     md->message_id = (uint64_t)sqlite3_column_int64(st, 0);
@@ -100,6 +101,9 @@ static void row_to_md(sqlite3_stmt *st, chat_msgdata_t *md)
     snprintf(md->client_id, sizeof(md->client_id), "%s", chat_sql_text(st, 7));
     md->sent_at = (uint64_t)sqlite3_column_int64(st, 8);
     snprintf(md->from, sizeof(md->from), "%s", chat_sql_text(st, 9));
+    /* A copy of one's own direct message says who it went to. */
+    if (!md->event && !md->group_id && md->from_id == account)
+        snprintf(md->to, sizeof(md->to), "%s", chat_sql_text(st, 10));
 }
 
 int chat_deliver_page(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d)
@@ -111,9 +115,9 @@ int chat_deliver_page(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d)
     uint32_t want = window - d->inflight;
     sqlite3_stmt *st = pl_store_prepare(conn,
         "SELECT e.message_id, e.ctype, COALESCE(e.body, m.body), m.kind, m.sender_id,"
-        " m.sender_device, m.group_id, m.client_id, m.created_at, a.username"
+        " m.sender_device, m.group_id, m.client_id, m.created_at, a.username, p.username"
         " FROM chat_envelopes e JOIN chat_messages m ON m.id = e.message_id"
-        " LEFT JOIN accounts a ON a.id = m.sender_id"
+        " LEFT JOIN accounts a ON a.id = m.sender_id LEFT JOIN accounts p ON p.id = m.peer_id"
         " WHERE e.device_id = ?1 AND e.message_id > ?2 AND e.expires_at > ?3"
         " ORDER BY e.message_id LIMIT ?4");
     if (!st)
@@ -126,7 +130,7 @@ int chat_deliver_page(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d)
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         chat_msgdata_t md;
-        row_to_md(st, &md);
+        row_to_md(st, d->account_id, &md);
         chat_body_t *b = chat_body_new(chat_sql_text(st, 2));
         push_one(op, d, &md, b);
         chat_body_unref(b);

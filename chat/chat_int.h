@@ -161,6 +161,9 @@ struct chat_op {
     /* per-kind scratch */
     chat_env_t *envs;
     size_t n_envs;
+    chat_env_t *own;                /* chat.send direct: copies for the sender's other
+                                       devices (sorted by device), or NULL */
+    size_t n_own;
     uint64_t u64[4];
     int ival;
 };
@@ -218,6 +221,7 @@ typedef struct chat_msgdata {
     int ctype;
     bool event;                     /* body is the event's JSON object text */
     char from[CHAT_USERNAME_MAX + 1];
+    char to[CHAT_USERNAME_MAX + 1]; /* a copy of your own direct message: its recipient */
     char client_id[CHAT_CLIENT_ID_MAX + 1];
 } chat_msgdata_t;
 

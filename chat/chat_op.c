@@ -80,6 +80,7 @@ void chat_op_free(chat_op_t *op)
     json_decref(op->err_extra);
     json_decref(op->result);
     free(op->envs);
+    free(op->own);
     free(op->arena);
     free(op);
 }

@@ -110,13 +110,17 @@ static int expire_one(chat_op_t *op, pl_store_conn_t *conn, uint64_t dev, uint64
     sqlite3_bind_int64(st, 1, (sqlite3_int64)msg);
     if ((rc = pl_store_step_done(conn, st)) < 0)
         return rc;
+    /* "expired" is about the recipients: a sender's own copy expiring is not. */
     st = pl_store_prepare(conn,
         "UPDATE chat_messages SET expired_at = ?2 WHERE id = ?1 AND kind = 0"
-        " AND expired_at IS NULL RETURNING sender_id, group_id");
+        " AND expired_at IS NULL"
+        " AND sender_id IS NOT (SELECT account_id FROM devices WHERE id = ?3)"
+        " RETURNING sender_id, group_id");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)msg);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)op->now_ms);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)dev);
     if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint64_t sender = (uint64_t)sqlite3_column_int64(st, 0);
         chat_receipt_t r = { .message_id = msg, .at = op->now_ms, .status = CHAT_RCPT_EXPIRED,

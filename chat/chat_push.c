@@ -156,6 +156,8 @@ json_t *chat_msg_frame(const chat_msgdata_t *md, const char *body)
     json_object_set_new(f, "from_device", json_integer((json_int_t)md->from_device));
     if (md->group_id)
         json_object_set_new(f, "group_id", json_integer((json_int_t)md->group_id));
+    if (md->to[0])
+        json_object_set_new(f, "to", json_string(md->to));
     if (md->client_id[0])
         json_object_set_new(f, "client_id", json_string(md->client_id));
     json_object_set_new(f, "ctype", json_integer(md->ctype));
@@ -213,6 +215,10 @@ void chat_msg_text(const chat_msgdata_t *md, const char *body, pl_buf_t *b)
     put_u64(b, "from_device", md->from_device);
     if (md->group_id)
         put_u64(b, "group_id", md->group_id);
+    if (md->to[0]) {
+        pl_buf_puts(b, ",\"to\":");
+        pl_buf_json_str(b, md->to);
+    }
     if (md->client_id[0]) {
         pl_buf_puts(b, ",\"client_id\":");
         pl_buf_json_str(b, md->client_id);

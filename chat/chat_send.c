@@ -1,7 +1,7 @@
 /* chat_send.c: chat.send, a direct message (one envelope per device of the recipient)
  * or a group message (one sender-key ciphertext fanned out to every member device).
  *
- *   chat.send {client_id, to, envelopes: [{device_id, ctype, body}]}
+ *   chat.send {client_id, to, envelopes: [{device_id, ctype, body}], own?: [...]}
  *   chat.send {client_id, group_id, ctype, body}
  *     -> chat.send.result {message_id, sent_at, duplicate, undelivered?}
  *
@@ -10,7 +10,10 @@
  * idempotent: the same (sender, client_id) returns the first message's result and
  * stores nothing. A direct message is all or nothing: the device list must be the
  * recipient's current devices (else device_mismatch with missing/extra), and every
- * queue must have room (else queue_full). A group member whose device queue is full
+ * queue must have room (else queue_full). "own" carries copies for the sender's other
+ * devices (the same rules: exactly those devices, else device_mismatch with
+ * own_missing/own_extra); they are envelopes of the same message, pushed with "to".
+ * A group member whose device queue is full
  * does not block the group: the result names what could not be queued.
  *
  * What it does not do: delivery (chat_deliver.c), acknowledgements (chat_ack.c).
@@ -129,50 +132,106 @@ static void md_init(chat_op_t *op, chat_msgdata_t *md, uint64_t id, uint64_t gro
     snprintf(md->client_id, sizeof(md->client_id), "%s", client_id);
 }
 
-/* Checks the envelopes against the recipient's devices and their queues. Returns 1
- * when the send may go on, 0 with the outcome set, or a negative store error. */
+/* Compares the devices in have with the envelopes' (both sorted): missing and extra
+ * are allocated (the caller frees them). Returns whether they match. */
+static bool match_devices(const uint64_t *have, size_t n_have, const chat_env_t *envs, size_t n,
+                          uint64_t **missing, size_t *n_missing, uint64_t **extra,
+                          size_t *n_extra)
+{
+    uint64_t *want = pl_xmalloc((n + 1) * sizeof(*want));
+    *missing = pl_xmalloc((n_have + n + 1) * sizeof(**missing));
+    *extra = pl_xmalloc((n + 1) * sizeof(**extra));
+    for (size_t i = 0; i < n; i++)
+        want[i] = envs[i].device_id;
+    /* "missing": devices without an envelope; "extra": envelopes for devices that are
+     * not (or no longer) among them. */
+    chat_ids_diff(have, n_have, want, n, *missing, n_missing, *extra, n_extra);
+    free(want);
+    return *n_missing == 0 && *n_extra == 0;
+}
+
+/* The sender's devices but the sending one. Returns how many, or < 0. */
+static long own_devices(chat_op_t *op, pl_store_conn_t *conn, uint64_t **out)
+{
+    long n = chat_sql_devices(conn, op->account_id, out);
+    long k = 0;
+    for (long i = 0; i < n; i++)
+        if ((*out)[i] != op->device_id)
+            (*out)[k++] = (*out)[i];
+    return n < 0 ? n : k;
+}
+
+/* Adds the devices of envs whose queue is full to full[]. Returns 0 or < 0. */
+static int full_queues(chat_op_t *op, pl_store_conn_t *conn, const chat_env_t *envs, size_t n,
+                       uint64_t account, uint64_t *full, size_t *n_full)
+{
+    for (size_t i = 0; i < n; i++) {
+        chat_dev_t *d = chat_mem_dev(op->chat->mem, envs[i].device_id, true);
+        d->account_id = account;
+        int rc = chat_deliver_full(op, conn, d);
+        if (rc < 0)
+            return rc;
+        if (rc)
+            full[(*n_full)++] = envs[i].device_id;
+    }
+    return 0;
+}
+
+/* Checks the envelopes against the recipient's devices, the copies (if any) against
+ * the sender's other devices, and every queue. Returns 1 when the send may go on, 0
+ * with the outcome set, or a negative store error. */
 static int check_direct(chat_op_t *op, pl_store_conn_t *conn, uint64_t peer)
 {
-    uint64_t *have = NULL;
+    uint64_t *have = NULL, *mine = NULL, *missing, *extra, *own_missing = NULL,
+             *own_extra = NULL;
+    size_t n_missing, n_extra, n_own_missing = 0, n_own_extra = 0;
     long n_have = chat_sql_devices(conn, peer, &have);
-    if (n_have < 0)
-        return (int)n_have;
-    size_t n = op->n_envs;
-    uint64_t *want = pl_xmalloc((n + 1) * sizeof(*want));
-    uint64_t *missing = pl_xmalloc(((size_t)n_have + n + 1) * sizeof(*missing));
-    uint64_t *extra = pl_xmalloc((n + 1) * sizeof(*extra));
-    for (size_t i = 0; i < n; i++)
-        want[i] = op->envs[i].device_id;
-    size_t n_missing, n_extra, n_full = 0;
-    /* "missing": devices of the recipient without an envelope; "extra": envelopes for
-     * devices that are not (or no longer) the recipient's. */
-    chat_ids_diff(have, (size_t)n_have, want, n, missing, &n_missing, extra, &n_extra);
+    long n_mine = op->own && n_have >= 0 ? own_devices(op, conn, &mine) : 0;
+    if (n_have < 0 || n_mine < 0) {
+        free(have);
+        free(mine);
+        return PL_ESTATE;
+    }
+    bool ok = match_devices(have, (size_t)n_have, op->envs, op->n_envs, &missing, &n_missing,
+                            &extra, &n_extra);
+    if (op->own && !match_devices(mine, (size_t)n_mine, op->own, op->n_own, &own_missing,
+                                  &n_own_missing, &own_extra, &n_own_extra))
+        ok = false;
     int rc = 1;
-    if (n_missing || n_extra) {
-        chat_op_fail(op, "device_mismatch",
-                     "the envelopes must match the recipient's devices exactly");
+    if (!ok) {
+        chat_op_fail(op, "device_mismatch", "the envelopes must match the recipient's devices "
+                     "(and \"own\" your other devices) exactly");
         op->err_extra = json_pack("{s:o,s:o}", "missing", chat_ids_json(missing, n_missing),
                                   "extra", chat_ids_json(extra, n_extra));
+        if (n_own_missing || n_own_extra) {
+            json_object_set_new(op->err_extra, "own_missing",
+                                chat_ids_json(own_missing, n_own_missing));
+            json_object_set_new(op->err_extra, "own_extra",
+                                chat_ids_json(own_extra, n_own_extra));
+        }
         rc = 0;
     }
-    for (size_t i = 0; rc == 1 && i < n; i++) {
-        chat_dev_t *d = chat_mem_dev(op->chat->mem, want[i], true);
-        d->account_id = peer;
-        int full = chat_deliver_full(op, conn, d);
-        if (full < 0)
-            rc = full;
-        else if (full)
-            extra[n_full++] = want[i];
+    uint64_t *full = pl_xmalloc((op->n_envs + op->n_own + 1) * sizeof(*full));
+    size_t n_full = 0;
+    if (rc == 1) {
+        int e = full_queues(op, conn, op->envs, op->n_envs, peer, full, &n_full);
+        if (e == 0)
+            e = full_queues(op, conn, op->own, op->n_own, op->account_id, full, &n_full);
+        if (e < 0)
+            rc = e;
     }
     if (rc == 1 && n_full) {
-        chat_op_fail(op, "queue_full", "the recipient's device queue is full (%u waiting)",
+        chat_op_fail(op, "queue_full", "a device queue is full (%u waiting)",
                      op->lim.queue_max);
-        op->err_extra = json_pack("{s:o}", "devices", chat_ids_json(extra, n_full));
+        op->err_extra = json_pack("{s:o}", "devices", chat_ids_json(full, n_full));
         rc = 0;
     }
+    free(full);
+    free(own_extra);
+    free(own_missing);
     free(extra);
     free(missing);
-    free(want);
+    free(mine);
     free(have);
     return rc;
 }
@@ -201,6 +260,17 @@ static int insert_or_duplicate(chat_op_t *op, pl_store_conn_t *conn, const char 
     return rc < 0 ? rc : 1;
 }
 
+static void deliver_envs(chat_op_t *op, chat_msgdata_t *md, const chat_env_t *envs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        chat_body_t *body = NULL;
+        md->ctype = envs[i].ctype;
+        chat_deliver_new(op, chat_mem_dev(op->chat->mem, envs[i].device_id, true), md,
+                         envs[i].body, &body);
+        chat_body_unref(body);
+    }
+}
+
 static int exec_direct(chat_op_t *op, pl_store_conn_t *conn)
 {
     const char *client_id = op->client_id, *name = op->to;
@@ -216,7 +286,7 @@ static int exec_direct(chat_op_t *op, pl_store_conn_t *conn)
         return rc < 0 ? rc : refused(op, conn, client_id);
     msg_row_t r = { .peer_id = (uint64_t)peer, .conv_a = PL_MIN(op->account_id, (uint64_t)peer),
                     .conv_b = PL_MAX(op->account_id, (uint64_t)peer),
-                    .pending = (int64_t)op->n_envs, .members = 1 };
+                    .pending = (int64_t)(op->n_envs + op->n_own), .members = 1 };
     uint64_t id;
     if ((rc = insert_or_duplicate(op, conn, client_id, &r, &id)) <= 0)
         return rc;
@@ -227,15 +297,15 @@ static int exec_direct(chat_op_t *op, pl_store_conn_t *conn)
         if ((rc = insert_envelope(op, conn, op->envs[i].device_id, id, op->envs[i].ctype,
                                   op->envs[i].body)) < 0)
             return rc;
+    for (size_t i = 0; i < op->n_own; i++)
+        if ((rc = insert_envelope(op, conn, op->own[i].device_id, id, op->own[i].ctype,
+                                  op->own[i].body)) < 0)
+            return rc;
     chat_msgdata_t md;
     md_init(op, &md, id, 0, client_id);
-    for (size_t i = 0; i < op->n_envs; i++) {
-        chat_body_t *body = NULL;
-        md.ctype = op->envs[i].ctype;
-        chat_deliver_new(op, chat_mem_dev(op->chat->mem, op->envs[i].device_id, true), &md,
-                         op->envs[i].body, &body);
-        chat_body_unref(body);
-    }
+    deliver_envs(op, &md, op->envs, op->n_envs);
+    snprintf(md.to, sizeof(md.to), "%s", name);     /* the copies say who it went to */
+    deliver_envs(op, &md, op->own, op->n_own);
     pl_metric_inc(op->chat->shard, op->chat->m.sent_direct);
     return 0;
 }
@@ -401,6 +471,8 @@ static void copy_strings(chat_op_t *op, const char *client_id, const char *group
     size_t n = strlen(client_id) + 1 + (group_body ? strlen(group_body) + 1 : 0);
     for (size_t i = 0; i < op->n_envs; i++)
         n += strlen(op->envs[i].body) + 1;
+    for (size_t i = 0; i < op->n_own; i++)
+        n += strlen(op->own[i].body) + 1;
     char *p = op->arena = pl_xmalloc(n);
 #define PUT(dst, src) do { size_t k_ = strlen(src) + 1; memcpy(p, src, k_); dst = p; p += k_; } while (0)
     PUT(op->client_id, client_id);
@@ -408,18 +480,22 @@ static void copy_strings(chat_op_t *op, const char *client_id, const char *group
         PUT(op->text, group_body);
     for (size_t i = 0; i < op->n_envs; i++)
         PUT(op->envs[i].body, op->envs[i].body);
+    for (size_t i = 0; i < op->n_own; i++)
+        PUT(op->own[i].body, op->own[i].body);
 #undef PUT
 }
 
-/* Parses and checks the envelopes into op (bodies still the frame's). Returns 0, or -1
- * after replying. */
-static int parse_envelopes(pl_sig_req_t *req, chat_op_t *op, const json_t *arr)
+/* Parses and checks the envelopes of field into *out (bodies still the frame's),
+ * sorted by device; empty allowed or not. Returns 0, or -1 after replying. */
+static int parse_envelopes(pl_sig_req_t *req, chat_op_t *op, const char *field,
+                           const json_t *arr, bool empty_ok, chat_env_t **out, size_t *n_out)
 {
     size_t n = json_array_size(arr);
-    if (n == 0)
-        return chat_reply_bad_field(req, "field \"envelopes\": at least one envelope"), -1;
-    op->envs = pl_xcalloc(n, sizeof(*op->envs));
-    op->n_envs = n;
+    if (n == 0 && !empty_ok)
+        return chat_reply_bad_field(req, "field \"%s\": at least one envelope", field), -1;
+    *out = pl_xcalloc(n + 1, sizeof(**out));
+    *n_out = n;
+    chat_env_t *envs = *out;
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(arr, i);
         json_t *dev = json_object_get(e, "device_id"), *ct = json_object_get(e, "ctype");
@@ -427,21 +503,21 @@ static int parse_envelopes(pl_sig_req_t *req, chat_op_t *op, const json_t *arr)
         json_int_t id = json_integer_value(dev), ctype = ct ? json_integer_value(ct) : 0;
         if (!json_is_object(e) || !json_is_integer(dev) || id < 1 ||
             (ct && (!json_is_integer(ct) || ctype < 0 || ctype > 255)) || !json_is_string(body))
-            return chat_reply_bad_field(req, "envelopes[%zu]: expected {device_id, ctype "
-                                        "0-255, body}", i), -1;
+            return chat_reply_bad_field(req, "%s[%zu]: expected {device_id, ctype "
+                                        "0-255, body}", field, i), -1;
         size_t len = json_string_length(body);
         if (len > op->lim.max_payload)
             return chat_reply_error(req, "payload_too_large", "an envelope's body is larger "
                                     "than [chat] max_payload"), -1;
         if (!chat_b64_ok(json_string_value(body), len))
-            return chat_reply_bad_field(req, "envelopes[%zu].body: not base64", i), -1;
-        op->envs[i] = (chat_env_t){ (uint64_t)id, (int)ctype, json_string_value(body) };
+            return chat_reply_bad_field(req, "%s[%zu].body: not base64", field, i), -1;
+        envs[i] = (chat_env_t){ (uint64_t)id, (int)ctype, json_string_value(body) };
     }
-    qsort(op->envs, n, sizeof(*op->envs), env_cmp);
+    qsort(envs, n, sizeof(*envs), env_cmp);
     for (size_t i = 1; i < n; i++)
-        if (op->envs[i].device_id == op->envs[i - 1].device_id)
-            return chat_reply_bad_field(req, "envelopes: device %llu appears twice",
-                                        (unsigned long long)op->envs[i].device_id), -1;
+        if (envs[i].device_id == envs[i - 1].device_id)
+            return chat_reply_bad_field(req, "%s: device %llu appears twice", field,
+                                        (unsigned long long)envs[i].device_id), -1;
     return 0;
 }
 
@@ -476,6 +552,11 @@ static void h_send(pl_sig_req_t *req, void *arg)
         chat_reply_bad_field(req, "exactly one of \"to\" and \"group_id\"");
         return;
     }
+    if (group && json_object_get(f, "own")) {
+        chat_reply_bad_field(req, "field \"own\": only with \"to\" (your other devices get "
+                             "group messages as members)");
+        return;
+    }
     /* The hot op: no frame copy, only the strings the exec needs. */
     chat_op_t *op = chat_op_new_bare(arg, req, to ? exec_direct : exec_group);
     op->finish = finish_send;
@@ -486,7 +567,11 @@ static void h_send(pl_sig_req_t *req, void *arg)
         if (rc < 0)
             chat_reply_error(req, "not_found", "no such user");
         else
-            rc = parse_envelopes(req, op, json_object_get(f, "envelopes"));
+            rc = parse_envelopes(req, op, "envelopes", json_object_get(f, "envelopes"), false,
+                                 &op->envs, &op->n_envs);
+        json_t *own = json_object_get(f, "own");
+        if (rc == 0 && own)
+            rc = parse_envelopes(req, op, "own", own, true, &op->own, &op->n_own);
     } else {
         op->target = (uint64_t)json_integer_value(group);
         op->ctype = (int)json_integer_value(json_object_get(f, "ctype"));
@@ -505,6 +590,7 @@ static const pl_sig_field_t send_fields[] = {
     { "to", PL_SIG_T_STRING, false, 1, 64 },
     { "group_id", PL_SIG_T_ID, false, 0, 0 },
     { "envelopes", PL_SIG_T_ARRAY, false, 0, 1000 },
+    { "own", PL_SIG_T_ARRAY, false, 0, 1000 },
     { "ctype", PL_SIG_T_INT, false, 0, 255 },
     { "body", PL_SIG_T_STRING, false, 0, 0 },
 };

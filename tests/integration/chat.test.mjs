@@ -161,6 +161,64 @@ describe('chat: direct messages', () => {
     ca.close(); cb1.close(); cb2.close();
   });
 
+  test('copies for the sender\'s other devices ("own"): exact list, live and queued, with "to"', async () => {
+    const alice = await register(d), bob = await register(d);
+    const alice2 = await addDevice(d, alice.username, 'desktop');
+    const alice3 = await addDevice(d, alice.username, 'tablet');
+    const ca = await Client.connect(d, alice, { sync: true });
+    const ca2 = await Client.connect(d, alice2, { sync: true });
+    const cb = await Client.connect(d, bob, { sync: true });
+    const own = (ids, text) => ids.map((id) => ({ device_id: id, ctype: 1, body: b64(`${text}@${id}`) }));
+    // The copies must be for exactly the sender's other devices.
+    const bad = directFrame(bob.username, [bob.device_id], 'x');
+    bad.own = own([alice2.device_id, alice.device_id], 'x');
+    const e = await ca.err(bad, 'device_mismatch');
+    assert.deepEqual([e.missing, e.extra], [[], []]);
+    assert.deepEqual(e.own_missing, [alice3.device_id]);
+    assert.deepEqual(e.own_extra, [alice.device_id]);
+    for (const c of [cb, ca2])
+      assert.ok(await c.none((f) => f.type === 'chat.message', 200), 'nothing stored');
+    await ca.err({ type: 'chat.send', client_id: 'g-own', group_id: 1, body: b64('x'), own: [] },
+      'bad_field');
+    const dup = directFrame(bob.username, [bob.device_id], 'x');
+    dup.own = own([alice2.device_id, alice2.device_id], 'x');
+    await ca.err(dup, 'bad_field');
+    const good = directFrame(bob.username, [bob.device_id], 'hello');
+    good.own = own([alice3.device_id, alice2.device_id], 'hello');
+    const sent = await ca.ok(good);
+    const m = await cb.nextType('chat.message');
+    assert.equal(m.message_id, sent.message_id);
+    assert.equal(m.to, undefined, 'the recipient\'s envelope has no "to"');
+    const c2 = await ca2.nextType('chat.message');
+    assert.deepEqual([c2.message_id, c2.from, c2.from_device, c2.to, unb64(c2.body)],
+      [sent.message_id, alice.username, alice.device_id, bob.username, `hello@${alice2.device_id}`]);
+    // Acknowledging a copy is no receipt; the recipient's acknowledgement is, on every
+    // device of the sender.
+    await ca2.ok({ type: 'chat.ack', upto: c2.message_id });
+    assert.ok(await ca.none((f) => f.type === 'chat.receipt', 200));
+    await cb.ok({ type: 'chat.ack', upto: m.message_id });
+    for (const c of [ca, ca2])
+      assert.deepEqual((await c.nextType('chat.receipt')).receipts.map((x) => [x.message_id, x.status]),
+        [[sent.message_id, 'delivered']]);
+    // The offline device finds its copy queued, and asks for the status it missed.
+    const ca3 = await Client.connect(d, alice3, { sync: true });
+    assert.equal(ca3.syncResult.queued, 1);
+    const c3 = await ca3.nextType('chat.message');
+    assert.deepEqual([c3.message_id, c3.to, unb64(c3.body)],
+      [sent.message_id, bob.username, `hello@${alice3.device_id}`]);
+    const got = await ca3.ok({ type: 'chat.get', message_id: c3.message_id });
+    assert.equal(unb64(got.message.body), `hello@${alice3.device_id}`, 'its own envelope');
+    const st = await ca3.ok({ type: 'chat.status', message_ids: [c3.message_id] });
+    assert.equal(st.statuses[0].status, 'delivered');
+    await ca3.ok({ type: 'chat.ack', upto: c3.message_id });
+    const gone = await ca3.ok({ type: 'chat.get', message_id: c3.message_id });
+    assert.equal(gone.message.body, undefined, 'acknowledged everywhere: no ciphertext left');
+    // Without "own" a send still goes (a client that keeps no copies).
+    await ca.ok(directFrame(bob.username, [bob.device_id], 'no copies'));
+    assert.ok(await ca2.none((f) => f.type === 'chat.message', 200));
+    for (const c of [ca, ca2, ca3, cb]) c.close();
+  });
+
   test('limits and bad input are coded errors', async () => {
     const alice = await register(d), bob = await register(d);
     const ca = await Client.connect(d, alice);
@@ -285,6 +343,25 @@ describe('chat: expiry', () => {
     await cb.nextType('chat.queue_empty');
     assert.ok(await cb.none((f) => f.type === 'chat.message'));
     ca.close(); cb.close();
+  });
+
+  test('a copy for the sender\'s own device expiring is not "expired"', async () => {
+    const alice = await register(d), bob = await register(d);
+    const alice2 = await addDevice(d, alice.username, 'desktop');
+    const ca = await Client.connect(d, alice, { sync: true });
+    const cb = await Client.connect(d, bob, { sync: true });
+    const f = directFrame(bob.username, [bob.device_id], 'kept');
+    f.own = [{ device_id: alice2.device_id, ctype: 1, body: b64('copy') }];
+    const sent = await ca.ok(f);
+    await cb.ok({ type: 'chat.ack', upto: (await cb.nextType('chat.message')).message_id });
+    assert.equal((await ca.nextType('chat.receipt')).receipts[0].status, 'delivered');
+    // alice2 stays away past the ttl: its copy goes, the message stays delivered.
+    assert.ok(await ca.none((f2) => f2.type === 'chat.receipt', 2500), 'no expired receipt');
+    const st = await ca.ok({ type: 'chat.status', message_ids: [sent.message_id] });
+    assert.equal(st.statuses[0].status, 'delivered');
+    const ca2 = await Client.connect(d, alice2);
+    assert.equal((await ca2.sync()).queued, 0);
+    ca.close(); cb.close(); ca2.close();
   });
 });
 

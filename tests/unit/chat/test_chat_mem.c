@@ -137,8 +137,9 @@ static void test_frames(void **state)
     json_decref(f);
     /* The hot path's text twin says exactly what chat_msg_frame says. */
     md.event = false;
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) {
         md.group_id = variant == 1 ? 9 : 0;
+        strcpy(md.to, variant == 3 ? "ca\"rol" : "");  /* a copy of one's own message */
         strcpy(md.client_id, variant == 2 ? "" : "x-1");
         strcpy(md.from, variant == 2 ? "quote\"d" : "bob");
         json_t *want = chat_msg_frame(&md, "QUJD");
