@@ -3,6 +3,7 @@
  *   chat.ack {upto? | message_ids?}   -> chat.ack.result {acked} (only with an "id")
  *   chat.read {message_ids}           -> chat.read.result {read}
  *   push chat.receipt {receipts: [{message_id, status, user, at, group_id?, all?}]}
+ *   push chat.reads {message_ids, at, device_id}     to the reader's other devices
  *
  * An acknowledgement deletes the device's own envelopes (a device can only name its
  * own queue: the device id comes from the session, not the frame) in the same
@@ -11,7 +12,8 @@
  * trigger). The first device of a recipient to acknowledge makes the message
  * "delivered" (two ticks); reading makes it "read", unless the reader or the sender
  * switched read receipts off (direct messages only: groups always report reads, as
- * WhatsApp does). Receipts go to every device of the sender, the sending one included.
+ * WhatsApp does). Receipts go to every device of the sender, the sending one included;
+ * the reader's other devices get chat.reads (what this device just read).
  *
  * What it does not do: status queries (chat_query.c).
  *
@@ -377,19 +379,30 @@ static int exec_read(chat_op_t *op, pl_store_conn_t *conn)
         rc = chat_sql_settings(conn, op->account_id, &priv, &mine_on, &seen);
     receipts_t r;
     chat_map_init(&r.by_sender);
+    uint64_t *newly = pl_xmalloc((op->n_envs + 1) * sizeof(*newly));
     for (size_t i = 0; rc >= 0 && i < op->n_envs; i++) {
         if (t[i].read)
             continue;
         rc = t[i].group ? read_group(op, conn, &r, &t[i]) : read_direct(op, conn, &r, &t[i],
                                                                           mine_on);
-        op->u64[0]++;
+        newly[op->u64[0]++] = t[i].id;
     }
     free(t);
     if (rc < 0) {
+        free(newly);
         receipts_drop(&r);
         return rc;
     }
     receipts_flush(op, &r);
+    /* The reader's other devices clear their unread state too (whatever the read
+     * receipt setting: this is the reader's own information). */
+    if (op->u64[0])
+        chat_push_account(op, op->account_id, op->device_id,
+                          json_pack("{s:s,s:o,s:I,s:I}", "type", "chat.reads", "message_ids",
+                                    chat_ids_json(newly, op->u64[0]), "at",
+                                    (json_int_t)op->now_ms, "device_id",
+                                    (json_int_t)op->device_id));
+    free(newly);
     return 0;
 }
 

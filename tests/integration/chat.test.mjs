@@ -219,6 +219,33 @@ describe('chat: direct messages', () => {
     for (const c of [ca, ca2, ca3, cb]) c.close();
   });
 
+  test('a read reaches the reader\'s other devices (chat.reads), receipts off or on', async () => {
+    const alice = await register(d), bob = await register(d);
+    const bob2 = await addDevice(d, bob.username, 'desktop');
+    const ca = await Client.connect(d, alice, { sync: true });
+    const cb = await Client.connect(d, bob, { sync: true });
+    const cb2 = await Client.connect(d, bob2, { sync: true });
+    const ids = [];
+    for (const text of ['r1', 'r2']) {
+      ids.push((await ca.ok(directFrame(bob.username, [bob.device_id, bob2.device_id], text))).message_id);
+      await cb.nextType('chat.message');
+      await cb2.nextType('chat.message');
+    }
+    await cb.ok({ type: 'chat.read', message_ids: [ids[0]] });
+    const rs = await cb2.nextType('chat.reads');
+    assert.deepEqual([rs.message_ids, rs.device_id], [[ids[0]], bob.device_id]);
+    assert.ok(rs.at > 0);
+    assert.ok(await cb.none((f) => f.type === 'chat.reads'), 'not to the reading device');
+    // Read again: nothing new to tell.
+    await cb.ok({ type: 'chat.read', message_ids: [ids[0]] });
+    assert.ok(await cb2.none((f) => f.type === 'chat.reads'));
+    // With read receipts off the sender is not told, the reader's devices still are.
+    await cb.ok({ type: 'chat.settings.set', read_receipts: false });
+    await cb2.ok({ type: 'chat.read', message_ids: [ids[1]] });
+    assert.deepEqual((await cb.nextType('chat.reads')).message_ids, [ids[1]]);
+    for (const c of [ca, cb, cb2]) c.close();
+  });
+
   test('limits and bad input are coded errors', async () => {
     const alice = await register(d), bob = await register(d);
     const ca = await Client.connect(d, alice);
