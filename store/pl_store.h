@@ -59,6 +59,7 @@ typedef void (*pl_store_done_fn)(pl_store_req_t *req);
 struct pl_store_req {
     pl_msg_t msg;                   /* private */
     pl_store_req_t *next;           /* private */
+    uint64_t t_submit_us;           /* private: monotonic, at pl_store_submit */
     pl_store_exec_fn exec;          /* required */
     pl_store_done_fn done;          /* required */
     pl_store_reply_t reply;

@@ -45,7 +45,8 @@ struct pl_store {
     _Atomic uint64_t n_requests, n_batches, n_commit_failures, n_max_batch;
 
     pl_metrics_shard_t *shard;      /* written by the store thread only */
-    pl_metric_id_t m_requests, m_batches, m_failures, m_batch_size, m_commit_s;
+    pl_metric_id_t m_requests, m_batches, m_failures, m_batch_size, m_commit_s, m_wait_s,
+        m_durable_s;
 };
 
 /* ---- options -------------------------------------------------------------------- */
@@ -107,6 +108,7 @@ static void deliver(pl_store_req_t *req)
 typedef struct parked {
     struct parked *next;
     uint64_t seq;
+    uint64_t committed_us;          /* monotonic */
     pl_store_req_t *head;
 } parked_t;
 
@@ -127,6 +129,9 @@ static void deliver_parked(pl_store_t *st, uint64_t durable)
         st->parked = p->next;
         if (!st->parked)
             st->parked_tail = &st->parked;
+        if (st->shard)
+            pl_metric_observe(st->shard, st->m_durable_s,
+                              (double)(pl_now_mono_us() - p->committed_us) / 1e6);
         deliver_all(p->head);
         free(p);
     }
@@ -144,7 +149,8 @@ static void settle_batch(pl_store_t *st, pl_store_req_t *batch, bool wrote)
     if (wrote)
         pl_store_sync_request(st->sync, ++st->seq);
     parked_t *p = pl_xmalloc(sizeof(*p));
-    *p = (parked_t){ .next = NULL, .seq = st->seq, .head = batch };
+    *p = (parked_t){ .next = NULL, .seq = st->seq, .committed_us = pl_now_mono_us(),
+                     .head = batch };
     *st->parked_tail = p;
     st->parked_tail = &p->next;
 }
@@ -199,6 +205,9 @@ static void run_one(pl_store_t *st, pl_store_req_t *req)
 static void run_batch(pl_store_t *st, pl_store_req_t *head, size_t n)
 {
     uint64_t t0 = pl_now_mono_us();
+    if (st->shard)
+        for (pl_store_req_t *r = head; r; r = r->next)
+            pl_metric_observe(st->shard, st->m_wait_s, (double)(t0 - r->t_submit_us) / 1e6);
     pl_store_req_t *tx_first = head;
     bool in_tx = tx(st, "BEGIN IMMEDIATE") == 0;
     for (pl_store_req_t *r = head; r; r = r->next) {
@@ -294,6 +303,7 @@ void pl_store_submit(pl_store_t *st, pl_store_req_t *req)
 {
     PL_ASSERT(req->exec && req->done);
     req->next = NULL;
+    req->t_submit_us = pl_now_mono_us();
     pthread_mutex_lock(&st->lock);
     if (st->closed) {
         pthread_mutex_unlock(&st->lock);
@@ -336,6 +346,12 @@ static void register_metrics(pl_store_t *st, pl_metrics_t *reg)
         "Requests per store transaction", NULL, sizes, PL_ARRAY_LEN(sizes));
     st->m_commit_s = pl_metrics_histogram(reg, "parley_store_batch_seconds",
         "Time to run and commit one store transaction", NULL, secs, PL_ARRAY_LEN(secs));
+    st->m_wait_s = pl_metrics_histogram(reg, "parley_store_wait_seconds",
+        "Time a store request waited in the queue before its transaction began", NULL, secs,
+        PL_ARRAY_LEN(secs));
+    st->m_durable_s = pl_metrics_histogram(reg, "parley_store_durable_wait_seconds",
+        "Time from a transaction's commit to the release of its results (synchronous=full: "
+        "the fdatasync that covers it)", NULL, secs, PL_ARRAY_LEN(secs));
     st->shard = pl_metrics_shard_create(reg);
 }
 
