@@ -3,7 +3,8 @@
 // production answer for several nodes): a direct message from a user on one node is
 // delivered live to a device on the other, acknowledged there, and its delivered and
 // read receipts come back across; a message for a device that is offline waits in the
-// shared queue and is drained by whichever node the device connects to; a group with
+// shared queue and is drained by whichever node the device connects to; copies of a
+// sent message and read sync reach the user's devices on the other node; a group with
 // members on both nodes gets its events and its fan-out everywhere.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,6 +66,29 @@ describe('chat on two nodes', () => {
     const st = await ca.ok({ type: 'chat.status', message_ids: [sent.message_id] });
     assert.equal(st.statuses[0].status, 'read');
     ca.close(); cb.close();
+  });
+
+  test('copies for the sender\'s device on the other node, and read sync across nodes', async () => {
+    const alice = await register(n1), bob = await register(n1);
+    const alice2 = await addDevice(n1, alice.username, 'desktop');
+    const bob2 = await addDevice(n1, bob.username, 'desktop');
+    const ca = await Client.connect(n1, alice, { sync: true });
+    const ca2 = await Client.connect(n2, alice2, { sync: true });
+    const cb = await Client.connect(n1, bob, { sync: true });
+    const cb2 = await Client.connect(n2, bob2, { sync: true });
+    for (const c of [ca2, cb, cb2]) await c.nextType('chat.queue_empty');
+    await waitRegistered(alice.device_id, alice2.device_id, bob.device_id, bob2.device_id);
+    const f = directFrame(bob.username, [bob.device_id, bob2.device_id], 'both');
+    f.own = [{ device_id: alice2.device_id, ctype: 1, body: b64('copy') }];
+    const sent = await ca.ok(f);
+    const copy = await ca2.nextType('chat.message');
+    assert.deepEqual([copy.message_id, copy.to, unb64(copy.body)], [sent.message_id, bob.username, 'copy']);
+    const m = await cb.nextType('chat.message');
+    await cb2.nextType('chat.message');
+    await cb.ok({ type: 'chat.read', message_ids: [m.message_id] });
+    assert.deepEqual((await cb2.nextType('chat.reads')).message_ids, [m.message_id]);
+    assert.equal((await ca2.nextType('chat.receipt')).receipts[0].status, 'read');
+    for (const c of [ca, ca2, cb, cb2]) c.close();
   });
 
   test('a queued message is drained by the node the device connects to', async () => {
