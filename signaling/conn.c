@@ -54,6 +54,7 @@ static const char *default_reason(int code)
     case PL_SIG_CLOSE_SLOW_CONSUMER: return "slow consumer";
     case PL_SIG_CLOSE_TOO_MANY_ERRORS: return "too many errors";
     case PL_SIG_CLOSE_SESSION_EXPIRED: return "session expired";
+    case PL_SIG_CLOSE_UNAUTH_PER_IP: return "too many unauthenticated connections from your address";
     default: return "";
     }
 }
@@ -515,12 +516,35 @@ static void on_established(pl_sig_thread_t *t, pl_sig_conn_t *c, struct lws *wsi
     c->last_rx_ms = now_ms();
     c->deadline_ms = c->last_rx_ms + t->gw->opts.auth_timeout_ms;
     sweep_link(t, c);
+    /* A source may hold only so many connections that have not authenticated: each
+     * costs a descriptor for up to auth_timeout, and they cost an attacker nothing. */
+    uint32_t cap = atomic_load_explicit(&t->gw->limits.max_unauth_per_ip, memory_order_relaxed);
+    if (cap) {
+        lws_get_peer_simple(wsi, c->ip, sizeof(c->ip));
+        c->unauth_counted = pl_sig_counts_take(t->gw->unauth, c->ip, cap);
+        if (!c->unauth_counted) {
+            pl_metric_inc(t->shard, t->gw->m.close_unauth_ip);
+            pl_log_info("signaling.conn.unauth_per_ip", "ip=%s cap=%u", PL_LOG_QUOTED(c->ip),
+                        cap);
+            pl_sig_conn_close(t, c, PL_SIG_CLOSE_UNAUTH_PER_IP, NULL);
+        }
+    }
+}
+
+/* The connection authenticated or closes: it no longer counts against its address. */
+static void unauth_release(pl_sig_thread_t *t, pl_sig_conn_t *c)
+{
+    if (c->unauth_counted) {
+        c->unauth_counted = false;
+        pl_sig_counts_put(t->gw->unauth, c->ip);
+    }
 }
 
 static void on_closed(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
     if (!c->id)
         return;
+    unauth_release(t, c);
     sweep_unlink(t, c);
     if (c->device_id) {
         pl_sig_dir_remove(t->gw->dir, c->device_id, c->id);
@@ -613,6 +637,7 @@ int pl_sig_conn_authenticated(pl_sig_gateway_t *gw, uint64_t conn_id, json_t *id
         return -ENOENT;
     }
     c->state = PL_SIG_CONN_AUTHED;
+    unauth_release(t, c);
     c->account_id = who->account_id;
     c->device_id = who->device_id;
     c->username = pl_xstrdup(who->username);

@@ -72,6 +72,7 @@ typedef struct pl_sig_limits {
     _Atomic uint32_t rate_burst;
     _Atomic uint32_t max_errors;    /* client errors per window before close */
     _Atomic uint32_t error_window_ms;
+    _Atomic uint32_t max_unauth_per_ip; /* 0 = no limit */
 } pl_sig_limits_t;
 
 /* ---- metrics ids ------------------------------------------------------------------ */
@@ -92,7 +93,8 @@ typedef struct pl_sig_metric_ids {
     pl_metric_id_t auth_fail[PL_SIG_AF_COUNT];
     pl_metric_id_t errors[PL_SIG_ERR_COUNT];
     pl_metric_id_t in_unknown, out_other;
-    pl_metric_id_t close_replaced, close_slow, close_abuse, close_too_big, close_expired;
+    pl_metric_id_t close_replaced, close_slow, close_abuse, close_too_big, close_expired,
+        close_unauth_ip;
 } pl_sig_metric_ids_t;
 
 /* ---- registered tables ------------------------------------------------------------ */
@@ -190,6 +192,8 @@ typedef struct pl_sig_conn {
     uint16_t err_count;
     uint16_t close_code;
     uint8_t state;
+    bool unauth_counted;            /* counted in gw->unauth under ip */
+    char ip[48];                    /* the peer's address, for the per-IP count */
     bool rx_discard;                /* dropping the rest of a rejected message */
     bool ping_due;                  /* write a PING at the next writeable callback */
     bool ping_sent;                 /* a PING went out since last_rx_ms */
@@ -220,6 +224,7 @@ struct pl_sig_gateway {
     pl_metrics_t *metrics;
     pl_sig_metric_ids_t m;
     pl_sig_dir_t *dir;
+    pl_sig_counts_t *unauth;        /* source IP -> connections not yet authenticated */
 
     pl_sig_hentry_t *handlers;      /* sorted by type at start */
     size_t n_handlers;
@@ -255,7 +260,8 @@ size_t pl_sig_gateway_conn_count(pl_sig_gateway_t *gw);
 void pl_sig_gateway_stop(pl_sig_gateway_t *gw);
 void pl_sig_gateway_destroy(pl_sig_gateway_t *gw);
 void pl_sig_gateway_set_limits(pl_sig_gateway_t *gw, uint32_t rate_frames, uint32_t rate_burst,
-                               uint32_t max_errors, uint32_t error_window_ms);
+                               uint32_t max_errors, uint32_t error_window_ms,
+                               uint32_t max_unauth_per_ip);
 void pl_sig_gateway_stats_json(pl_sig_gateway_t *gw, pl_buf_t *out);
 
 /* Freezes the registration tables (sorted, result types added). Before metrics. */

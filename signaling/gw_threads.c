@@ -53,6 +53,7 @@ int pl_sig_gateway_create(const pl_sig_gw_opts_t *opts, pl_metrics_t *metrics,
     gw->opts = *opts;
     gw->metrics = metrics;
     gw->dir = pl_sig_dir_create();
+    gw->unauth = pl_sig_counts_create();
     gw->n_threads = opts->threads ? opts->threads : 1;
     gw->threads = pl_xcalloc(gw->n_threads, sizeof(*gw->threads));
     gw->listen_fd = gw->tls_listen_fd = -1;
@@ -71,8 +72,11 @@ int pl_sig_gateway_create(const pl_sig_gw_opts_t *opts, pl_metrics_t *metrics,
 }
 
 void pl_sig_gateway_set_limits(pl_sig_gateway_t *gw, uint32_t rate_frames, uint32_t rate_burst,
-                               uint32_t max_errors, uint32_t error_window_ms)
+                               uint32_t max_errors, uint32_t error_window_ms,
+                               uint32_t max_unauth_per_ip)
 {
+    atomic_store_explicit(&gw->limits.max_unauth_per_ip, max_unauth_per_ip,
+                          memory_order_relaxed);
     atomic_store_explicit(&gw->limits.rate_frames, rate_frames, memory_order_relaxed);
     atomic_store_explicit(&gw->limits.rate_burst, rate_burst, memory_order_relaxed);
     atomic_store_explicit(&gw->limits.max_errors, max_errors, memory_order_relaxed);
@@ -129,6 +133,8 @@ static void register_metrics(pl_sig_gateway_t *gw)
     m->close_replaced = counter_l(gw, "parley_signaling_closes_total", ch, "reason", "replaced");
     m->close_slow = counter_l(gw, "parley_signaling_closes_total", ch, "reason", "slow_consumer");
     m->close_abuse = counter_l(gw, "parley_signaling_closes_total", ch, "reason", "too_many_errors");
+    m->close_unauth_ip = counter_l(gw, "parley_signaling_closes_total", ch, "reason",
+                                   "unauth_per_ip");
     m->close_too_big = counter_l(gw, "parley_signaling_closes_total", ch, "reason", "too_big");
     m->close_expired = counter_l(gw, "parley_signaling_closes_total", ch, "reason",
                                  "session_expired");
@@ -513,6 +519,7 @@ void pl_sig_gateway_destroy(pl_sig_gateway_t *gw)
     free(gw->routes);
     free(gw->threads);
     pl_sig_dir_destroy(gw->dir);
+    pl_sig_counts_destroy(gw->unauth);
     free(gw);
 }
 

@@ -54,6 +54,8 @@ static const pl_opt_def_t defs[] = {
       "libev: each gateway thread runs libwebsockets on a libev loop (epoll: work per event); poll: libwebsockets' own poll() loop, which walks every connection of the thread on each wake-up (19,800 idle connections: 28 % of a core at rest against 2 %; a few very busy connections: poll ~4 % faster)" },
     { "signaling", "max_connections", PL_OPT_INT, "200000", 1, 10000000, NULL, 0,
       "WebSocket connections accepted at once; more are refused at the handshake" },
+    { "signaling", "max_unauth_per_ip", PL_OPT_INT, "100", 0, 10000000, NULL, R,
+      "WebSocket connections from one source address that have not authenticated yet; more are closed with 4008 at once (0 = no limit). Authenticated connections do not count, so users behind one NAT are not limited" },
     { "signaling", "max_frame_size", PL_OPT_SIZE, "256KiB", 1024, 16 << 20, NULL, 0,
       "largest message (and HTTP body) accepted; a larger one closes with 1009 (before auth: at most 8 KiB). A browser's SDP answer in a 32-party room is ~66 KB" },
     { "signaling", "send_queue_max", PL_OPT_SIZE, "256KiB", 4096, 64 << 20, NULL, 0,
@@ -146,7 +148,8 @@ static void set_gw_limits(pl_sig_gateway_t *gw, const pl_config_t *cfg)
     pl_sig_gateway_set_limits(gw, (uint32_t)pl_config_int(cfg, "signaling", "rate_frames"),
                               (uint32_t)pl_config_int(cfg, "signaling", "rate_burst"),
                               (uint32_t)pl_config_int(cfg, "signaling", "max_errors"),
-                              (uint32_t)pl_config_int(cfg, "signaling", "error_window"));
+                              (uint32_t)pl_config_int(cfg, "signaling", "error_window"),
+                              (uint32_t)pl_config_int(cfg, "signaling", "max_unauth_per_ip"));
 }
 
 /* The gateway may hold max_connections sockets: raise the soft fd limit towards the

@@ -191,6 +191,8 @@ enum {
     PL_SIG_CLOSE_SLOW_CONSUMER = 4005,      /* send queue overflow */
     PL_SIG_CLOSE_TOO_MANY_ERRORS = 4006,    /* abuse limit */
     PL_SIG_CLOSE_SESSION_EXPIRED = 4007,    /* session reached its expiry */
+    PL_SIG_CLOSE_UNAUTH_PER_IP = 4008,      /* too many unauthenticated connections from
+                                               the client's address */
 };
 
 #endif

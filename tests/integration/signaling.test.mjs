@@ -12,6 +12,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { Daemon, tempDir, parsePrometheus, sample } from './lib/daemon.mjs';
+import { until } from './lib/sigclient.mjs';
 
 // ---- helpers -------------------------------------------------------------------------
 
@@ -611,6 +612,68 @@ describe('signaling rate limits', () => {
     assert.equal(r.status, 429);                                // IP bucket empty
     const m = parsePrometheus((await d.admin('/metrics')).text);
     assert.ok(sample(m, 'parley_signaling_auth_failures_total', { reason: 'rate_limited' }).value >= 2);
+  });
+});
+
+describe('signaling unauthenticated connections per address', () => {
+  let d;
+  before(async () => {
+    d = await Daemon.start({
+      ini: '[signaling]\nmax_unauth_per_ip = 3\n',
+      sets: ['signaling.listen=127.0.0.1:0', 'signaling.scrypt_log2_n=10', 'signaling.threads=2',
+        'signaling.auth_ip_burst=100000', 'signaling.auth_ip_per_min=100000'],
+    });
+    d.port = Number((await d.waitForLog(/signaling\.listening port=(\d+)/))[1]);
+    d.http = `http://127.0.0.1:${d.port}`;
+  });
+  after(async () => { await stopClean(d); });
+
+  const from = (ip) => ({ options: { localAddress: ip } });
+
+  test('beyond the cap a connection is closed with 4008; others and authenticated ones are not', async () => {
+    const u = await register(d), v = await register(d);
+    const held = [];
+    for (let i = 0; i < 3; i++) held.push(await Client.open(d, from('127.0.0.1')));
+    const over = await Client.open(d, from('127.0.0.1'));
+    const { code, reason } = await over.closed;
+    assert.equal(code, 4008);
+    assert.match(reason, /too many unauthenticated connections/);
+    // Another address is not affected, and the held ones still work.
+    const other = await Client.open(d, from('127.0.0.2'));
+    await other.auth(v.token);
+    assert.equal((await other.request({ type: 'ping' })).type, 'ping.result');
+    // Authenticating one frees its place...
+    await held[0].auth(u.token);
+    const next = await Client.open(d, from('127.0.0.1'));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(next.ws.readyState, 1, 'open, waiting for auth');
+    // ...and so does closing one; authenticated connections never count.
+    held[1].close();
+    await held[1].closed;
+    await until(async () => {
+      const c = await Client.open(d, from('127.0.0.1'));
+      const r = await Promise.race([c.closed, new Promise((res) => setTimeout(() => res(null), 300))]);
+      if (r) return false;
+      held.push(c);
+      return true;
+    }, 5000, 'a place after a close');
+    assert.equal((await held[0].request({ type: 'ping' })).type, 'ping.result');
+    const m = parsePrometheus((await d.admin('/metrics')).text);
+    assert.equal(sample(m, 'parley_signaling_closes_total', { reason: 'unauth_per_ip' }).value, 1);
+    assert.match(d.logText, /signaling\.conn\.unauth_per_ip ip="?127\.0\.0\.1"? cap=3/);
+    for (const c of [...held, other, next]) c.close();
+  });
+
+  test('the cap is reloadable (SIGHUP); 0 lifts it', async () => {
+    writeFileSync(d.configPath, '[signaling]\nmax_unauth_per_ip = 0\n');
+    const at = d.logText.length;
+    process.kill(d.pid, 'SIGHUP');
+    await d.waitForLog(/config\.reloaded/, 5000, at);
+    const many = [];
+    for (let i = 0; i < 8; i++) many.push(await Client.open(d, from('127.0.0.3')));
+    await new Promise((r) => setTimeout(r, 300));
+    for (const c of many) assert.equal(c.ws.readyState, 1, 'still open');
+    for (const c of many) c.close();
   });
 });
 
