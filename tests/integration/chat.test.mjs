@@ -1,7 +1,8 @@
 // chat.test.mjs: parley's chat through a real parleyd and real WebSocket clients (the
 // `ws` package): direct messages (sent/delivered/read, offline queues drained in order
 // with queue_empty, windowed paging, redelivery after a lost ack, idempotent resends,
-// device-list checks, limits), receipts and read-receipt settings, lookups, groups
+// device-list checks, copies for the sender's other devices, limits), receipts,
+// read-receipt settings and read sync across the reader's devices, lookups, groups
 // (membership rules and events, fan-out, per-member status), contacts, presence and
 // privacy, typing, and authorization errors everywhere.
 import { test, describe, before, after } from 'node:test';
