@@ -220,13 +220,44 @@
       rm.queue = rm.queue.then(() => this._roomStep(rm, ev)).catch((e) => rm.events.push({ type: 'page.error', message: String(e) }));
     }
     async _roomStep(rm, ev) {
-      if (ev.type === 'sfu.answer') await rm.pc.setRemoteDescription({ type: 'answer', sdp: ev.sdp });
+      if (ev.type === 'sfu.answer') {
+        await rm.pc.setRemoteDescription({ type: 'answer', sdp: ev.sdp });
+        if (rm.onAnswer) { rm.onAnswer.res(); rm.onAnswer = null; }
+      }
+      if (ev.type === 'sfu.error' && rm.onAnswer) {     // e.g. the offer was refused
+        rm.onAnswer.rej(new Error(`${ev.code}: ${ev.message}`));
+        rm.onAnswer = null;
+      }
       if (ev.type === 'sfu.offer') {
         for (const t of ev.tracks) rm.tracks[t.mid] = t;
         await rm.pc.setRemoteDescription({ type: 'offer', sdp: ev.sdp });
         await rm.pc.setLocalDescription();
         await this.request({ type: 'room.sdp', sdp_type: 'answer', sdp: rm.pc.localDescription.sdp });
       }
+    }
+    // ICE restart (after a network change: new Wi-Fi, mobile data): a new offer with new
+    // ICE credentials; the SFU answers with its own new ones and the checks find the new
+    // path while DTLS and SRTP carry on. Queued behind any negotiation in progress (an
+    // SFU offer being answered). Resolves with the SFU's new ice-ufrag.
+    async restartIce() {
+      const rm = this.room;
+      if (!rm) throw new Error('not in a room');
+      // The answer arrives as an sfu.answer event, applied by _roomStep on the same
+      // queue: wait for it outside the queued step.
+      const answered = new Promise((res, rej) => { rm.onAnswer = { res, rej }; });
+      const offered = rm.queue.then(async () => {
+        rm.pc.restartIce();
+        await rm.pc.setLocalDescription(await rm.pc.createOffer({ iceRestart: true }));
+        await this.request({ type: 'room.sdp', sdp_type: 'offer', sdp: rm.pc.localDescription.sdp });
+      });
+      rm.queue = offered.catch(() => {});
+      await offered;
+      await answered;
+      return this.iceUfrag();
+    }
+    iceUfrag() {
+      const d = this.room && this.room.pc && this.room.pc.remoteDescription;
+      return d ? (/a=ice-ufrag:(\S+)/.exec(d.sdp) || [])[1] : null;
     }
     async leave() {
       if (!this.room) return;

@@ -159,6 +159,8 @@ void pl_sfu_metrics_register(pl_metrics_t *reg, pl_sfu_ids_t *ids)
     ids->plis_rx = counter2(reg, "parley_sfu_plis_total", "Keyframe requests", "dir=\"received\"");
     ids->layer_switches = pl_metrics_counter(reg, "parley_sfu_layer_switches_total",
                                              "Simulcast layer switches toward subscribers", NULL);
+    ids->ice_restarts = pl_metrics_counter(reg, "parley_sfu_ice_restarts_total",
+        "ICE restarts (a client offer with new ICE credentials: a network change)", NULL);
     for (int d = 0; d < SFU_DROP_COUNT; d++)
         ids->drops[d] = counter2(reg, "parley_sfu_dropped_packets_total",
                                  "Packets dropped by the SFU", drops[d]);

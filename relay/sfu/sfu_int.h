@@ -60,7 +60,7 @@ typedef struct pl_sfu_ids {
     pl_metric_id_t rooms, participants, pcs[PL_PC_STATE_COUNT];
     pl_metric_id_t fwd_packets[2], fwd_bytes[2], rx_packets[2], rx_bytes[2];
     pl_metric_id_t nacks_rx, nacks_tx, retransmits, nack_misses;
-    pl_metric_id_t plis_tx, plis_rx, layer_switches, drops[SFU_DROP_COUNT];
+    pl_metric_id_t plis_tx, plis_rx, layer_switches, ice_restarts, drops[SFU_DROP_COUNT];
     pl_metric_id_t errors, loss_hist, rtt_hist;
 } pl_sfu_ids_t;
 
@@ -212,6 +212,7 @@ struct sfu_part {
     pl_pc_state_t pc_state;
     bool offer_pending, need_offer, negotiated;
     bool pc_dtls_client;            /* the SFU is the DTLS client on this pc */
+    bool pc_role_fixed;             /* pc_dtls_client set by the first negotiation */
     uint64_t sess_id, sess_version;
     GPtrArray *mlines;              /* sfu_mline_t*, owned; never shrinks */
     unsigned next_mid;
@@ -244,6 +245,8 @@ void sfu_emit_error(pl_sfu_loop_t *ml, uint64_t to, const char *code, const char
 void sfu_emit_sdp(sfu_part_t *p, const char *type, const char *sdp);
 void sfu_emit_joined(sfu_part_t *p);
 void sfu_emit_peer(sfu_part_t *to, const char *type, const sfu_part_t *who);
+/* The participant's pc restarted ICE on a client offer (counted, logged). */
+void sfu_ice_restarted(sfu_part_t *p);
 void sfu_emit_state(sfu_part_t *p, pl_pc_state_t st, const char *reason);
 void sfu_emit_speaker(sfu_room_t *r);
 void sfu_emit_mute(sfu_part_t *to, uint64_t who, const char *kind, bool muted);

@@ -362,6 +362,13 @@ static int ensure_pc(sfu_part_t *p)
     return 0;
 }
 
+void sfu_ice_restarted(sfu_part_t *p)
+{
+    pl_metric_inc(p->ml->shard, p->ml->sfu->ids.ice_restarts);
+    pl_log_info("sfu.ice.restart", "participant=%" PRIu64 " restarts=%u", p->id,
+                pl_pc_restarts(p->pc));
+}
+
 /* Applies the transport of the first active m-line (the BUNDLE tag in practice). */
 static int apply_transport(sfu_part_t *p, const pl_sdp_desc_t *d)
 {
@@ -376,9 +383,15 @@ static int apply_transport(sfu_part_t *p, const pl_sdp_desc_t *d)
         int rc = ensure_pc(p);
         if (rc == 0)
             rc = pl_pc_set_remote(p->pc, m->ice_ufrag, m->ice_pwd, m->fp_alg, m->fp, client);
-        if (rc == 0)
+        if (rc == 1)
+            sfu_ice_restarted(p);       /* the answer carries our new credentials */
+        /* The DTLS role is fixed by the first negotiation: a later offer (a restart,
+         * new tracks) says actpass again, the session keeps its roles. */
+        if (rc >= 0 && !p->pc_role_fixed) {
             p->pc_dtls_client = client;
-        return rc;
+            p->pc_role_fixed = true;
+        }
+        return rc < 0 ? rc : 0;
     }
     return 0;
 }
@@ -420,8 +433,9 @@ void sfu_nego_offer(sfu_part_t *p, const char *sdp)
     }
     int rc = apply_transport(p, d);
     if (rc < 0) {
-        error(p, rc == PL_ESTATE ? "ice_restart_unsupported" : "bad_sdp",
-              rc == PL_ESTATE ? "ICE credentials or fingerprint changed"
+        error(p, rc == PL_ESTATE ? "dtls_restart_unsupported" : "bad_sdp",
+              rc == PL_ESTATE ? "the DTLS fingerprint changed (a new DTLS session): leave and "
+                                "join again (an ICE restart keeps the fingerprint)"
                               : "missing or bad ICE credentials / sha-256 fingerprint");
         goto out;
     }

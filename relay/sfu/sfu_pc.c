@@ -2,7 +2,8 @@
  * trickle and RFC 7675 consent freshness, host candidates on the configured addresses,
  * one component for BUNDLE + rtcp-mux), demultiplexing of what arrives (RFC 7983:
  * STUN is libnice's, DTLS goes to OpenSSL, RTP/RTCP to sfu_srtp.c), the DTLS handshake
- * with its retransmission timer, and the SRTP send path.
+ * with its retransmission timer, the SRTP send path, and ICE restarts (new credentials,
+ * the same DTLS session).
  *
  * What it does not: SDP, RTP semantics, TURN allocations.
  *
@@ -310,11 +311,15 @@ static void on_component_state(NiceAgent *agent, guint stream, guint comp, guint
     update_dest(pc);
     switch (state) {
     case NICE_COMPONENT_STATE_CONNECTING:
-        set_state(pc, PL_PC_CHECKING, NULL);
+        /* Once DTLS is up the pc stays connected through an ICE restart's checks:
+         * media waits for the new pair (update_dest), the session carries on. */
+        if (!pc->dtls_done)
+            set_state(pc, PL_PC_CHECKING, NULL);
         break;
     case NICE_COMPONENT_STATE_CONNECTED:
     case NICE_COMPONENT_STATE_READY:
-        set_state(pc, PL_PC_CHECKING, NULL);
+        if (!pc->dtls_done)
+            set_state(pc, PL_PC_CHECKING, NULL);
         if (!pc->ice_ready) {
             pc->ice_ready = true;
             if (pc->ssl && pc->dtls_client && !pc->dtls_done)
@@ -446,6 +451,57 @@ void pl_pc_foreach_candidate(pl_pc_t *pc, void (*fn)(void *arg, const char *cand
     g_slist_free_full(list, (GDestroyNotify)nice_candidate_free);
 }
 
+/* Restarts the stream: new local credentials, checks and remote candidates reset
+ * (libnice keeps the local candidates and their sockets). No media until a pair is
+ * selected again. */
+static int restart_stream(pl_pc_t *pc)
+{
+    gchar *ufrag = NULL, *pwd = NULL;
+    if (!nice_agent_restart_stream(pc->agent, pc->stream) ||
+        !nice_agent_get_local_credentials(pc->agent, pc->stream, &ufrag, &pwd)) {
+        g_free(ufrag);
+        g_free(pwd);
+        return PL_ESTATE;
+    }
+    g_free(pc->ufrag);
+    g_free(pc->pwd);
+    pc->ufrag = ufrag;
+    pc->pwd = pwd;
+    pc->comp_ready = false;
+    update_dest(pc);
+    return 0;
+}
+
+int pl_pc_ice_restart(pl_pc_t *pc)
+{
+    if (!pc->have_remote || pc->state == PL_PC_FAILED || pc->state == PL_PC_CLOSED)
+        return PL_ESTATE;
+    if (!pc->restart_pending && restart_stream(pc) < 0)
+        return PL_ESTATE;
+    pc->restart_pending = true;
+    return 0;
+}
+
+uint32_t pl_pc_restarts(const pl_pc_t *pc) { return pc->n_restarts; }
+
+/* The peer's new credentials: the restart it asked for (or the one we began). */
+static int ice_restarted(pl_pc_t *pc, const char *ufrag, const char *pwd)
+{
+    if (pc->state == PL_PC_FAILED || pc->state == PL_PC_CLOSED)
+        return PL_ESTATE;
+    if (!pc->restart_pending && restart_stream(pc) < 0)
+        return PL_ESTATE;
+    pc->restart_pending = false;
+    if (!nice_agent_set_remote_credentials(pc->agent, pc->stream, ufrag, pwd))
+        return PL_EPARSE;
+    g_free(pc->remote_ufrag);
+    g_free(pc->remote_pwd);
+    pc->remote_ufrag = g_strdup(ufrag);
+    pc->remote_pwd = g_strdup(pwd);
+    pc->n_restarts++;
+    return 1;
+}
+
 int pl_pc_set_remote(pl_pc_t *pc, const char *ufrag, const char *pwd, const char *fp_alg,
                      const char *fp_value, bool dtls_client)
 {
@@ -454,11 +510,13 @@ int pl_pc_set_remote(pl_pc_t *pc, const char *ufrag, const char *pwd, const char
         pl_dtls_fingerprint_parse(fp_value, fp) < 0)
         return PL_EPARSE;
     if (pc->have_remote) {
-        /* Renegotiation: same transport, or it is an ICE restart we do not support. */
-        if (strcmp(ufrag, pc->remote_ufrag) != 0 || strcmp(pwd, pc->remote_pwd) != 0 ||
-            memcmp(fp, pc->remote_fp, 32) != 0)
+        /* Renegotiation: the same transport, an ICE restart, or (a new certificate) a
+         * new DTLS session, which is not supported. */
+        if (memcmp(fp, pc->remote_fp, 32) != 0)
             return PL_ESTATE;
-        return 0;
+        if (strcmp(ufrag, pc->remote_ufrag) == 0 && strcmp(pwd, pc->remote_pwd) == 0)
+            return 0;
+        return ice_restarted(pc, ufrag, pwd);
     }
     if (!nice_agent_set_remote_credentials(pc->agent, pc->stream, ufrag, pwd))
         return PL_EPARSE;

@@ -70,12 +70,21 @@ void pl_pc_foreach_candidate(pl_pc_t *pc, void (*fn)(void *arg, const char *cand
                              void *arg);
 
 /* Remote parameters from SDP: ICE credentials, the certificate fingerprint (algorithm
- * "sha-256", value "AB:CD:..."), and the DTLS role (dtls_client: we connect). Called
- * again on renegotiation with the same values it is a no-op; different credentials
- * (an ICE restart) or a different fingerprint give PL_ESTATE. PL_EPARSE for a bad
- * fingerprint. */
+ * "sha-256", value "AB:CD:..."), and the DTLS role (dtls_client: we connect). Returns
+ * 0 the first time and on renegotiation with the same values. New ICE credentials with
+ * the same fingerprint are an ICE restart (RFC 8445 §9, RFC 8839 §4.4.1.1.1): the
+ * stream restarts with new local credentials (unless pl_pc_ice_restart already did)
+ * and the remote candidates are forgotten -- the peer's new ones follow -- while DTLS
+ * and SRTP carry on over whatever pair the checks select; returns 1. A different
+ * fingerprint (a new DTLS session) is PL_ESTATE; PL_EPARSE for a bad fingerprint. */
 int pl_pc_set_remote(pl_pc_t *pc, const char *ufrag, const char *pwd, const char *fp_alg,
                      const char *fp_value, bool dtls_client);
+/* Starts an ICE restart from this side: new local credentials (pl_pc_ufrag/pwd), the
+ * checks and remote candidates reset; the peer's new credentials (pl_pc_set_remote)
+ * complete it. Returns 0 or PL_ESTATE (no remote parameters yet, or failed). */
+int pl_pc_ice_restart(pl_pc_t *pc);
+/* ICE restarts so far. */
+uint32_t pl_pc_restarts(const pl_pc_t *pc);
 /* A remote candidate ("candidate:..." or "a=candidate:..."). Candidates given before
  * pl_pc_set_remote are queued. Returns 0, PL_EPARSE, or 0 for an ignored candidate
  * (TCP, component 2, unknown address family). */

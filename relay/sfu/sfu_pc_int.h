@@ -24,6 +24,9 @@ struct pl_pc {
     SSL_CTX *ssl_ctx;
     gchar *ufrag, *pwd;
     bool have_remote;
+    bool restart_pending;           /* pl_pc_ice_restart ran; the peer's new credentials
+                                       complete it */
+    uint32_t n_restarts;
     gchar *remote_ufrag, *remote_pwd;
     uint8_t remote_fp[32];
     bool dtls_client;

@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { Daemon, ROOT, freePort } from '../integration/lib/daemon.mjs';
+import { Daemon, ROOT, freePort, parsePrometheus, sample } from '../integration/lib/daemon.mjs';
 
 const SECRET = 'browser-test-turn-secret';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -207,6 +207,27 @@ describe('web client in Chromium through parleyd', () => {
     }
     for (const o of [a, b])
       await until(`media from ${o.username} to the rejoined ${c.username}`, () => flowing(c, o.dev));
+  });
+
+  test('ICE restart (a network change): new credentials both ways, media carries on', async () => {
+    const [a, b, c] = pages;
+    const old = await a.page.evaluate(() => parley.iceUfrag());
+    const restarts = async () => sample(parsePrometheus((await d.admin('/metrics')).text),
+      'parley_sfu_ice_restarts_total').value;
+    const before = await restarts();
+    const fresh = await a.page.evaluate(() => parley.restartIce());
+    assert.ok(fresh && old && fresh !== old, `the SFU answered with new credentials (${old} -> ${fresh})`);
+    assert.equal(await restarts(), before + 1);
+    await until(`${a.username} connected again`, async () =>
+      (await a.page.evaluate(() => parley.room.pc.iceConnectionState)) === 'connected' ||
+      (await a.page.evaluate(() => parley.room.pc.iceConnectionState)) === 'completed');
+    for (const o of [b, c]) {
+      await until(`media from ${o.username} to ${a.username} after the restart`, () => flowing(a, o.dev));
+      await until(`media from ${a.username} to ${o.username} after the restart`, () => flowing(o, a.dev));
+    }
+    const evs = await events(a);
+    assert.ok(!evs.some((e) => e.startsWith('sfu.error')), evs.join());
+    assert.deepEqual(a.errors, []);
   });
 
   test('simulcast: a subscriber asking for low quality gets the low layer, then the top again', async () => {
