@@ -12,7 +12,8 @@
  * trigger). The first device of a recipient to acknowledge makes the message
  * "delivered" (two ticks); reading makes it "read", unless the reader or the sender
  * switched read receipts off (direct messages only: groups always report reads, as
- * WhatsApp does). Receipts go to every device of the sender, the sending one included;
+ * WhatsApp does). Receipts go to every device of the sender, the sending one included
+ * (queued as a "receipts" event for the devices that are away: chat_event.c);
  * the reader's other devices get chat.reads (what this device just read).
  *
  * What it does not do: status queries (chat_query.c).
@@ -47,29 +48,33 @@ static void receipts_add(receipts_t *r, uint64_t sender, chat_receipt_t item)
     vec->v[vec->n++] = item;
 }
 
-/* Pushes the receipts (when op is given) and frees them. */
-static void receipts_done(chat_op_t *op, receipts_t *r)
+/* Sends the receipts (when op is given: live, and queued for devices that are away)
+ * and frees them. Returns 0 or a negative store error. */
+static int receipts_done(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r)
 {
+    int rc = 0;
     for (size_t i = 0; i < r->by_sender.cap; i++) {
         rvec_t *vec = r->by_sender.keys[i] ? r->by_sender.vals[i] : NULL;
         if (!vec)
             continue;
-        if (op)
-            chat_push_receipts(op, r->by_sender.keys[i], vec->v, vec->n, op->username);
+        if (op && rc >= 0)
+            rc = chat_receipts_send(op, conn, r->by_sender.keys[i], vec->v, vec->n,
+                                    op->username);
         free(vec->v);
         free(vec);
     }
     chat_map_deinit(&r->by_sender);
+    return rc;
 }
 
-static void receipts_flush(chat_op_t *op, receipts_t *r)
+static int receipts_flush(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r)
 {
-    receipts_done(op, r);
+    return receipts_done(op, conn, r);
 }
 
 static void receipts_drop(receipts_t *r)
 {
-    receipts_done(NULL, r);
+    receipts_done(NULL, NULL, r);
 }
 
 static chat_receipt_t receipt(chat_op_t *op, uint64_t message_id, int status,
@@ -140,7 +145,7 @@ static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint6
     int first = sqlite3_changes(pl_store_db(conn)) > 0;
     st = pl_store_prepare(conn,
         "UPDATE chat_messages SET pending = pending - 1, undelivered = undelivered - ?2,"
-        " body = CASE WHEN pending <= 1 AND kind = 0 THEN NULL ELSE body END"
+        " body = CASE WHEN pending <= 1 AND kind != 1 THEN NULL ELSE body END"
         " WHERE id = ?1 RETURNING sender_id, group_id, undelivered");
     if (!st)
         return PL_ESTATE;
@@ -225,8 +230,7 @@ static int exec_ack(chat_op_t *op, pl_store_conn_t *conn)
         return rc;
     }
     pl_metric_add(op->chat->shard, op->chat->m.acked, op->u64[0]);
-    receipts_flush(op, &r);
-    return 0;
+    return receipts_flush(op, conn, &r);
 }
 
 static void finish_ack(chat_op_t *op, json_t *f)
@@ -393,7 +397,10 @@ static int exec_read(chat_op_t *op, pl_store_conn_t *conn)
         receipts_drop(&r);
         return rc;
     }
-    receipts_flush(op, &r);
+    if ((rc = receipts_flush(op, conn, &r)) < 0) {
+        free(newly);
+        return rc;
+    }
     /* The reader's other devices clear their unread state too (whatever the read
      * receipt setting: this is the reader's own information). */
     if (op->u64[0])

@@ -94,7 +94,7 @@ static void row_to_md(sqlite3_stmt *st, uint64_t account, chat_msgdata_t *md)
     memset(md, 0, sizeof(*md));
     md->message_id = (uint64_t)sqlite3_column_int64(st, 0);
     md->ctype = sqlite3_column_int(st, 1);
-    md->event = sqlite3_column_int(st, 3) == 1;
+    md->event = sqlite3_column_int(st, 3) != 0;    /* 1 event, 2 receipts event */
     md->from_id = (uint64_t)sqlite3_column_int64(st, 4);
     md->from_device = (uint64_t)sqlite3_column_int64(st, 5);
     md->group_id = (uint64_t)sqlite3_column_int64(st, 6);

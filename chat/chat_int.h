@@ -414,6 +414,13 @@ void chat_deliver_conn_down(chat_t *c, const pl_sig_conn_info_t *ci);
  * the event object (borrowed). extra_devices: devices to include besides. */
 int chat_event_emit(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
                     const uint64_t *accounts, size_t n_accounts, json_t *body_obj);
+/* Receipts for account's devices: pushed live to its chat-synced devices (or through
+ * the router), and queued durably -- a chat.event "receipts" -- for each of its
+ * devices not chat-synced on this node, so a device that was away learns its ticks
+ * when it syncs (direct receipts, and a group message's "all" ones). Returns 0 or a
+ * negative store error. */
+int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id,
+                       const chat_receipt_t *items, size_t n, const char *user);
 
 /* chat_sql.c (store thread): small shared queries. */
 /* Account id of a normalized username, or 0 (or negative on error). */

@@ -104,7 +104,7 @@ static int expire_one(chat_op_t *op, pl_store_conn_t *conn, uint64_t dev, uint64
     pl_metric_inc(op->chat->shard, op->chat->m.expired);
     st = pl_store_prepare(conn,
         "UPDATE chat_messages SET pending = pending - 1,"
-        " body = CASE WHEN pending <= 1 AND kind = 0 THEN NULL ELSE body END WHERE id = ?1");
+        " body = CASE WHEN pending <= 1 AND kind != 1 THEN NULL ELSE body END WHERE id = ?1");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)msg);
@@ -126,7 +126,8 @@ static int expire_one(chat_op_t *op, pl_store_conn_t *conn, uint64_t dev, uint64
         chat_receipt_t r = { .message_id = msg, .at = op->now_ms, .status = CHAT_RCPT_EXPIRED,
                              .group_id = (uint64_t)sqlite3_column_int64(st, 1) };
         sqlite3_step(st);
-        chat_push_receipts(op, sender, &r, 1, "");
+        if ((rc = chat_receipts_send(op, conn, sender, &r, 1, "")) < 0)
+            return rc;
         return 0;
     }
     return rc == SQLITE_DONE ? 0 : PL_ESTATE;

@@ -31,7 +31,8 @@ static const pl_store_migration_t steps[] = {
       "  id INTEGER PRIMARY KEY,"   /* ids order every queue; rows are never deleted, so
                                        max(id) + 1 never reuses one (no AUTOINCREMENT
                                        bookkeeping on the hot path) */
-      "  kind INTEGER NOT NULL,"                    /* 0 message, 1 event */
+      "  kind INTEGER NOT NULL,"                    /* 0 message, 1 event, 2 receipts
+                                                       for devices that were away */
       "  sender_id INTEGER NOT NULL,"
       "  sender_device INTEGER NOT NULL,"
       "  client_id TEXT,"

@@ -201,12 +201,16 @@ describe('chat: direct messages', () => {
     for (const c of [ca, ca2])
       assert.deepEqual((await c.nextType('chat.receipt')).receipts.map((x) => [x.message_id, x.status]),
         [[sent.message_id, 'delivered']]);
-    // The offline device finds its copy queued, and asks for the status it missed.
+    // The offline device finds its copy queued, then the receipt it missed.
     const ca3 = await Client.connect(d, alice3, { sync: true });
-    assert.equal(ca3.syncResult.queued, 1);
+    assert.equal(ca3.syncResult.queued, 2);
     const c3 = await ca3.nextType('chat.message');
     assert.deepEqual([c3.message_id, c3.to, unb64(c3.body)],
       [sent.message_id, bob.username, `hello@${alice3.device_id}`]);
+    const q = await evt(ca3, 'receipts');
+    assert.deepEqual(q.receipts.map((x) => [x.message_id, x.status, x.user]),
+      [[sent.message_id, 'delivered', bob.username]]);
+    await ca3.ok({ type: 'chat.ack', message_ids: [q.message_id] });
     const got = await ca3.ok({ type: 'chat.get', message_id: c3.message_id });
     assert.equal(unb64(got.message.body), `hello@${alice3.device_id}`, 'its own envelope');
     const st = await ca3.ok({ type: 'chat.status', message_ids: [c3.message_id] });
@@ -245,6 +249,33 @@ describe('chat: direct messages', () => {
     await cb2.ok({ type: 'chat.read', message_ids: [ids[1]] });
     assert.deepEqual((await cb.nextType('chat.reads')).message_ids, [ids[1]]);
     for (const c of [ca, cb, cb2]) c.close();
+  });
+
+  test('a sender that was away gets the receipts it missed, queued, when it syncs', async () => {
+    const alice = await register(d), bob = await register(d);
+    let ca = await Client.connect(d, alice, { sync: true });
+    const cb = await Client.connect(d, bob, { sync: true });
+    const live = await ca.ok(directFrame(bob.username, [bob.device_id], 'while here'));
+    await cb.ok({ type: 'chat.ack', upto: (await cb.nextType('chat.message')).message_id });
+    assert.equal((await ca.nextType('chat.receipt')).receipts[0].message_id, live.message_id);
+    const away = await ca.ok(directFrame(bob.username, [bob.device_id], 'then gone'));
+    ca.close();
+    await new Promise((r) => setTimeout(r, 200));           // the server saw it go
+    const m = await cb.nextType('chat.message');
+    await cb.ok({ type: 'chat.ack', upto: m.message_id });
+    await cb.ok({ type: 'chat.read', message_ids: [m.message_id] });
+    ca = await Client.connect(d, alice, { sync: true });
+    assert.equal(ca.syncResult.queued, 2, 'the two receipts it missed, not the one it had');
+    const r1 = await evt(ca, 'receipts'), r2 = await evt(ca, 'receipts');
+    assert.ok(r1.message_id < r2.message_id, 'in order');
+    assert.deepEqual([...r1.receipts, ...r2.receipts].map((x) => [x.message_id, x.status, x.user]),
+      [[away.message_id, 'delivered', bob.username], [away.message_id, 'read', bob.username]]);
+    await ca.nextType('chat.queue_empty');
+    await ca.ok({ type: 'chat.ack', upto: r2.message_id });
+    ca.close();
+    ca = await Client.connect(d, alice, { sync: true });
+    assert.equal(ca.syncResult.queued, 0, 'acknowledged receipts do not come again');
+    ca.close(); cb.close();
   });
 
   test('limits and bad input are coded errors', async () => {
@@ -470,6 +501,27 @@ describe('chat: groups', () => {
     const list = await cb.ok({ type: 'chat.group.list' });
     assert.deepEqual(list.groups.map((x) => [x.group_id, x.role]), [[g.group_id, 'member']]);
     for (const cl of [ca, ca2, cb, cc, co]) cl.close();
+  });
+
+  test('a sender device that was away gets a group message\'s "all" receipts, not each member\'s', async () => {
+    const { users: [a, b, c], clients: [ca, cb, cc] } = await crew(3);
+    const a2 = await addDevice(d, a.username, 'tablet');      // never connected yet
+    const g = (await ca.ok({ type: 'chat.group.create', name: 'Away',
+      members: [b.username, c.username] })).group;
+    for (const cl of [ca, cb, cc])
+      await cl.ok({ type: 'chat.ack', upto: (await evt(cl, 'group.created')).message_id });
+    const sent = await ca.ok({ type: 'chat.send', client_id: 'ga1', group_id: g.group_id,
+      body: b64('x') });
+    for (const cl of [cb, cc]) await cl.ok({ type: 'chat.ack', upto: (await cl.nextType('chat.message')).message_id });
+    for (const cl of [cb, cc]) await cl.ok({ type: 'chat.read', message_ids: [sent.message_id] });
+    for (let i = 0; i < 4; i++) await ca.nextType('chat.receipt');   // live: each member's
+    const ca2 = await Client.connect(d, a2, { sync: true });
+    await ca2.nextType('chat.queue_empty');
+    const got = ca2.frames.filter((f) => f.type === 'chat.event' && f.event === 'receipts')
+      .flatMap((f) => f.receipts);
+    assert.deepEqual(got.map((x) => [x.message_id, x.status, x.all, x.group_id]),
+      [[sent.message_id, 'delivered', true, g.group_id], [sent.message_id, 'read', true, g.group_id]]);
+    for (const cl of [ca, ca2, cb, cc]) cl.close();
   });
 
   test('membership: only admins change it; events reach everyone concerned', async () => {

@@ -659,7 +659,9 @@ describe('signaling unauthenticated connections per address', () => {
     }, 5000, 'a place after a close');
     assert.equal((await held[0].request({ type: 'ping' })).type, 'ping.result');
     const m = parsePrometheus((await d.admin('/metrics')).text);
-    assert.equal(sample(m, 'parley_signaling_closes_total', { reason: 'unauth_per_ip' }).value, 1);
+    // The first refusal, plus any try of the wait above that came before the server
+    // had seen the close.
+    assert.ok(sample(m, 'parley_signaling_closes_total', { reason: 'unauth_per_ip' }).value >= 1);
     assert.match(d.logText, /signaling\.conn\.unauth_per_ip ip="?127\.0\.0\.1"? cap=3/);
     for (const c of [...held, other, next]) c.close();
   });
@@ -762,6 +764,9 @@ describe('signaling liveness', () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     assert.ok(slow, 'the server never saw a slow consumer');
+    // Let the server read (and discard) what was still in flight before we read again:
+    // a socket closed with unread input sends a reset, which would eat the close frame.
+    await new Promise((r) => setTimeout(r, 300));
     c.ws._socket.resume();
     const { code } = await c.closedWithin(10000);
     assert.equal(code, 4005);
