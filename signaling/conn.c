@@ -521,7 +521,7 @@ static void on_established(pl_sig_thread_t *t, pl_sig_conn_t *c, struct lws *wsi
     uint32_t cap = atomic_load_explicit(&t->gw->limits.max_unauth_per_ip, memory_order_relaxed);
     if (cap) {
         lws_get_peer_simple(wsi, c->ip, sizeof(c->ip));
-        c->unauth_counted = pl_sig_counts_take(t->gw->unauth, c->ip, cap);
+        c->unauth_counted = pl_counts_take(t->gw->unauth, c->ip, cap);
         if (!c->unauth_counted) {
             pl_metric_inc(t->shard, t->gw->m.close_unauth_ip);
             pl_log_info("signaling.conn.unauth_per_ip", "ip=%s cap=%u", PL_LOG_QUOTED(c->ip),
@@ -536,7 +536,7 @@ static void unauth_release(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
     if (c->unauth_counted) {
         c->unauth_counted = false;
-        pl_sig_counts_put(t->gw->unauth, c->ip);
+        pl_counts_put(t->gw->unauth, c->ip);
     }
 }
 

@@ -9,6 +9,7 @@
 #define PL_SIG_GW_INT_H
 
 #include "signaling/sig_int.h"
+#include "core/pl_counts.h"
 #include "core/pl_metrics.h"
 
 #include <libwebsockets.h>
@@ -224,7 +225,7 @@ struct pl_sig_gateway {
     pl_metrics_t *metrics;
     pl_sig_metric_ids_t m;
     pl_sig_dir_t *dir;
-    pl_sig_counts_t *unauth;        /* source IP -> connections not yet authenticated */
+    pl_counts_t *unauth;        /* source IP -> connections not yet authenticated */
 
     pl_sig_hentry_t *handlers;      /* sorted by type at start */
     size_t n_handlers;

@@ -53,7 +53,7 @@ int pl_sig_gateway_create(const pl_sig_gw_opts_t *opts, pl_metrics_t *metrics,
     gw->opts = *opts;
     gw->metrics = metrics;
     gw->dir = pl_sig_dir_create();
-    gw->unauth = pl_sig_counts_create();
+    gw->unauth = pl_counts_create();
     gw->n_threads = opts->threads ? opts->threads : 1;
     gw->threads = pl_xcalloc(gw->n_threads, sizeof(*gw->threads));
     gw->listen_fd = gw->tls_listen_fd = -1;
@@ -519,7 +519,7 @@ void pl_sig_gateway_destroy(pl_sig_gateway_t *gw)
     free(gw->routes);
     free(gw->threads);
     pl_sig_dir_destroy(gw->dir);
-    pl_sig_counts_destroy(gw->unauth);
+    pl_counts_destroy(gw->unauth);
     free(gw);
 }
 

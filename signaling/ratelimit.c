@@ -1,15 +1,13 @@
 /* ratelimit.c: token buckets, alone (per connection, owned by its gateway thread) and
- * keyed by string (per source IP, per account: shared by every gateway thread); and
- * counts keyed by string (unauthenticated connections per source IP).
+ * keyed by string (per source IP, per account: shared by every gateway thread).
  *
  * What it does not do: cross-node limits (a Redis backend can replace the keyed
  * limiter later behind the same calls).
  *
- * Threading: pl_sig_bucket_* are pure. A pl_sig_limiter_t and a pl_sig_counts_t are
- * shared; their mutexes are leaves (no callbacks or blocking calls under them). */
+ * Threading: pl_sig_bucket_* are pure. A pl_sig_limiter_t is shared; its mutex is a
+ * leaf (no callbacks or blocking calls under it). */
 #include "signaling/sig_int.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,98 +156,5 @@ size_t pl_sig_limiter_size(pl_sig_limiter_t *l)
     pthread_mutex_lock(&l->lock);
     size_t n = l->count;
     pthread_mutex_unlock(&l->lock);
-    return n;
-}
-
-/* ---- keyed counts ------------------------------------------------------------------ */
-
-#define COUNTS_BUCKETS 1024
-
-typedef struct count {
-    struct count *next;
-    uint32_t n;
-    char key[KEY_MAX];
-} count_t;
-
-struct pl_sig_counts {
-    pthread_mutex_t lock;
-    count_t *buckets[COUNTS_BUCKETS];
-    size_t size;
-};
-
-pl_sig_counts_t *pl_sig_counts_create(void)
-{
-    pl_sig_counts_t *t = pl_xcalloc(1, sizeof(*t));
-    pthread_mutex_init(&t->lock, NULL);
-    return t;
-}
-
-void pl_sig_counts_destroy(pl_sig_counts_t *t)
-{
-    if (!t)
-        return;
-    for (size_t i = 0; i < COUNTS_BUCKETS; i++)
-        while (t->buckets[i]) {
-            count_t *c = t->buckets[i];
-            t->buckets[i] = c->next;
-            free(c);
-        }
-    pthread_mutex_destroy(&t->lock);
-    free(t);
-}
-
-/* The link that points at key's entry (or at the NULL ending its chain). Locked. */
-static count_t **count_link(pl_sig_counts_t *t, const char *key)
-{
-    count_t **p = &t->buckets[key_hash(key) & (COUNTS_BUCKETS - 1)];
-    while (*p && strncmp((*p)->key, key, KEY_MAX - 1) != 0)
-        p = &(*p)->next;
-    return p;
-}
-
-bool pl_sig_counts_take(pl_sig_counts_t *t, const char *key, uint32_t cap)
-{
-    pthread_mutex_lock(&t->lock);
-    count_t **p = count_link(t, key);
-    bool ok = cap > 0 && (!*p || (*p)->n < cap);
-    if (ok && !*p) {
-        count_t *c = pl_xcalloc(1, sizeof(*c));
-        snprintf(c->key, sizeof(c->key), "%s", key);
-        *p = c;
-        t->size++;
-    }
-    if (ok)
-        (*p)->n++;
-    pthread_mutex_unlock(&t->lock);
-    return ok;
-}
-
-void pl_sig_counts_put(pl_sig_counts_t *t, const char *key)
-{
-    pthread_mutex_lock(&t->lock);
-    count_t **p = count_link(t, key);
-    count_t *c = *p;
-    if (c && --c->n == 0) {
-        *p = c->next;
-        free(c);
-        t->size--;
-    }
-    pthread_mutex_unlock(&t->lock);
-}
-
-uint32_t pl_sig_counts_get(pl_sig_counts_t *t, const char *key)
-{
-    pthread_mutex_lock(&t->lock);
-    count_t *c = *count_link(t, key);
-    uint32_t n = c ? c->n : 0;
-    pthread_mutex_unlock(&t->lock);
-    return n;
-}
-
-size_t pl_sig_counts_size(pl_sig_counts_t *t)
-{
-    pthread_mutex_lock(&t->lock);
-    size_t n = t->size;
-    pthread_mutex_unlock(&t->lock);
     return n;
 }

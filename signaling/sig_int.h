@@ -105,19 +105,6 @@ bool pl_sig_limiter_take(pl_sig_limiter_t *l, const char *key, uint64_t now_ms,
                          double rate, double burst, uint64_t *retry_ms);
 size_t pl_sig_limiter_size(pl_sig_limiter_t *l);
 
-/* Counts keyed by a string (connections per source IP), shared by all gateway threads
- * behind a leaf mutex; a key leaves the table when its count returns to 0, so the table
- * holds only the keys with something counted. */
-typedef struct pl_sig_counts pl_sig_counts_t;
-pl_sig_counts_t *pl_sig_counts_create(void);
-void pl_sig_counts_destroy(pl_sig_counts_t *t);
-/* Adds one to key's count unless it is already at cap (>= 1): true when added. */
-bool pl_sig_counts_take(pl_sig_counts_t *t, const char *key, uint32_t cap);
-/* Takes one off key's count (a key that is not there: nothing). */
-void pl_sig_counts_put(pl_sig_counts_t *t, const char *key);
-uint32_t pl_sig_counts_get(pl_sig_counts_t *t, const char *key);
-size_t pl_sig_counts_size(pl_sig_counts_t *t);
-
 /* ---- device directory (directory.c) ------------------------------------------------ */
 
 /* device id -> conn id of its live connection on this node. Leaf mutex; any thread. */

@@ -69,6 +69,8 @@ static const pl_opt_def_t turn_defs[] = {
      "host:port list; when set, new allocations are redirected round-robin with 300 ALTERNATE-SERVER (coturn alternate-server)"},
     {"turn", "unauth_rate", PL_OPT_INT, "100", 0, 1000000, NULL, R,
      "Unauthenticated requests per second answered per source IP and relay thread; 0 = no limit"},
+    {"turn", "max_unallocated_per_ip", PL_OPT_INT, "64", 0, 1000000, NULL, R,
+     "TCP/TLS client connections from one source IP that have no allocation (yet); more are closed at once (0 = no limit)"},
     {"turn", "software", PL_OPT_STRING, "parley", 0, 127, NULL, R,
      "SOFTWARE attribute text in responses; empty = none (coturn no-software-attribute)"},
 };

@@ -22,6 +22,7 @@
 
 #include "relay/turn/pl_turn.h"
 #include "relay/stun/pl_stun.h"
+#include "core/pl_counts.h"
 #include "core/pl_net.h"
 #include "core/pl_metrics.h"
 
@@ -85,6 +86,8 @@ typedef struct pl_turn_settings {
     uint32_t permission_lifetime_s, channel_lifetime_s;
     uint32_t nonce_lifetime_s;
     uint32_t unauth_rate;               /* requests/s per source IP; 0 = unlimited */
+    uint32_t max_unalloc_per_ip;        /* TCP/TLS connections without an allocation per
+                                           source IP; 0 = unlimited */
     char *tls_cert, *tls_key;           /* owned; NULL when not set */
     struct ssl_ctx_st *tls_ctx;         /* owned reference: the loaded cert/key (turn_tls.c),
                                          * NULL without tls_cert; new TLS connections use
@@ -155,6 +158,8 @@ typedef struct pl_turn_shared {
     pl_turn_reservation_t *resv;
     size_t n_resv, cap_resv;
     pl_stun_nonce_key_t nonce_key;          /* immutable after create */
+    pl_counts_t *unalloc;                   /* source IP -> stream connections without an
+                                               allocation (turn_stream*.c; own leaf lock) */
     _Atomic unsigned alt_rr;                /* ALTERNATE-SERVER round robin */
     /* Every relay thread's stream side, by thread index, for the RFC 6062 ConnectionBind
      * hand-over (turn_stream.c). Written on the main thread before any relay thread
@@ -238,6 +243,7 @@ typedef struct pl_turn_metric_ids {
     pl_metric_id_t lifetime_hist;
     pl_metric_id_t streams[2];              /* [tcp, tls] client connections open (gauge) */
     pl_metric_id_t stream_accepts[2];       /* [tcp, tls] connections accepted */
+    pl_metric_id_t stream_refused;          /* closed at accept: max_unallocated_per_ip */
     pl_metric_id_t stream_pauses;           /* back-pressure pauses (output full) */
     pl_metric_id_t stream_handovers;        /* ConnectionBinds passed to their owner thread */
     pl_metric_id_t tcp_peers;               /* RFC 6062 peer data connections open (gauge) */

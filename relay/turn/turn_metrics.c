@@ -11,6 +11,7 @@
  *   parley_turn_allocation_lifetime_seconds          histogram, observed at deletion
  *   parley_turn_stream_connections{transport}        gauge: TCP/TLS client connections
  *   parley_turn_stream_accepts_total{transport}      counter
+ *   parley_turn_stream_refused_total                 counter: max_unallocated_per_ip
  *   parley_turn_backpressure_pauses_total            counter: reads stopped, output full
  *   parley_turn_stream_handovers_total               counter: ConnectionBinds moved
  *   parley_turn_tcp_peer_connections                 gauge: RFC 6062 peer connections
@@ -92,6 +93,9 @@ void pl_turn_metrics_register(pl_metrics_t *reg, pl_turn_metric_ids_t *ids)
         ids->stream_accepts[t] = pl_metrics_counter(reg, "parley_turn_stream_accepts_total",
             "TCP/TLS client connections accepted", labels);
     }
+    ids->stream_refused = pl_metrics_counter(reg, "parley_turn_stream_refused_total",
+        "TCP/TLS connections closed at accept: their source IP had max_unallocated_per_ip "
+        "connections without an allocation", NULL);
     ids->stream_pauses = pl_metrics_counter(reg, "parley_turn_backpressure_pauses_total",
         "Times a full TCP/TLS output buffer stopped reading from the other side", NULL);
     ids->stream_handovers = pl_metrics_counter(reg, "parley_turn_stream_handovers_total",

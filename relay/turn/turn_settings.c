@@ -218,6 +218,7 @@ static int parse_limits(const pl_config_t *cfg, pl_turn_settings_t *s, pl_config
     s->channel_lifetime_s = (uint32_t)(pl_config_int(cfg, "turn", "channel_lifetime") / 1000);
     s->nonce_lifetime_s = (uint32_t)(pl_config_int(cfg, "turn", "nonce_lifetime") / 1000);
     s->unauth_rate = (uint32_t)pl_config_int(cfg, "turn", "unauth_rate");
+    s->max_unalloc_per_ip = (uint32_t)pl_config_int(cfg, "turn", "max_unallocated_per_ip");
     if (s->max_lifetime_s < s->default_lifetime_s)
         return fail(err, "max_lifetime", "%us is shorter than default_lifetime (%us)",
                     s->max_lifetime_s, s->default_lifetime_s);

@@ -280,6 +280,7 @@ pl_turn_shared_t *pl_turn_shared_create(uint16_t lo, uint16_t hi, uint32_t nonce
     ports_init(&sh->ports[1], lo, hi);
     pthread_mutex_init(&sh->quota_lock, NULL);
     pthread_mutex_init(&sh->resv_lock, NULL);
+    sh->unalloc = pl_counts_create();
     sh->quota_cap = 256;
     sh->quota = pl_xcalloc(sh->quota_cap, sizeof *sh->quota);
     /* The nonce secret never leaves the process; a restart invalidates old nonces,
@@ -304,6 +305,7 @@ void pl_turn_shared_destroy(pl_turn_shared_t *sh)
             free(e);
         }
     free(sh->quota);
+    pl_counts_destroy(sh->unalloc);
     for (size_t i = 0; i < sh->n_resv; i++)
         if (sh->resv[i].hold_fd >= 0)
             close(sh->resv[i].hold_fd);

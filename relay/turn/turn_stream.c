@@ -256,6 +256,10 @@ static void unregister(pl_turn_sconn_t *c)
     c->dead = true;
     pl_loop_del_fd(st->loop, c->fd);
     slot_release(st, c->conn.id);
+    if (c->unalloc_counted) {
+        c->unalloc_counted = false;
+        pl_counts_put(st->shared->unalloc, c->ip);
+    }
     if (c->kind == PL_TURN_SC_CLIENT)
         pl_metric_gauge_add(st->srv->shard, st->srv->mid->streams[c->conn.transport - 1], -1);
 }

@@ -107,6 +107,8 @@ struct pl_turn_sconn {
     bool relays_paused;             /* this client's full output stopped its relays */
     bool dirty;                     /* on the flush list */
     bool read_again;                /* TLS: a read budget ran out; read on the flush */
+    bool unalloc_counted;           /* in shared->unalloc under ip (no allocation yet) */
+    char ip[48];
     bool tls_read_wants_write, tls_write_wants_read;
     uint32_t tls_want;              /* HANDSHAKE: PL_IO_* the handshake waits for */
     uint32_t events;                /* current epoll interest */

@@ -44,19 +44,39 @@ struct relay_rx {
 
 static void accept_one(pl_turn_streams_t *st, int fd, const pl_sockaddr_t *remote, bool tls)
 {
+    /* A source may hold only so many connections without an allocation: each costs a
+     * descriptor for up to the idle timeout and costs the client nothing. */
+    char ip[48];
+    uint32_t cap = st->srv->set->max_unalloc_per_ip;
+    pl_ipaddr_str(remote, ip, sizeof ip);
+    if (cap && !pl_counts_take(st->shared->unalloc, ip, cap)) {
+        pl_metric_inc(st->srv->shard, st->srv->mid->stream_refused);
+        pl_log_info("turn.stream.refused", "thread=%u ip=%s cap=%u", st->idx,
+                    PL_LOG_QUOTED(ip), cap);
+        close(fd);
+        return;
+    }
     int one = 1;
     /* Responses and ChannelData are small and latency-bound. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct ssl_st *ssl = NULL;
     if (tls && !(ssl = pl_turn_tls_new(st->srv->set->tls_ctx, fd))) {
         close(fd);
+        if (cap)
+            pl_counts_put(st->shared->unalloc, ip);
         return;
     }
     pl_turn_transport_t t = tls ? PL_TURN_TLS : PL_TURN_TCP;
     pl_turn_sconn_t *c = pl_turn_sconn_new(st, fd, PL_TURN_SC_CLIENT, t, remote);
     if (!c) {
         pl_turn_tls_free(ssl);
+        if (cap)
+            pl_counts_put(st->shared->unalloc, ip);
         return;
+    }
+    if (cap) {
+        c->unalloc_counted = true;
+        memcpy(c->ip, ip, sizeof c->ip);
     }
     pl_metric_inc(st->srv->shard, st->srv->mid->stream_accepts[t - 1]);
     c->ssl = ssl;
@@ -227,6 +247,17 @@ static bool expired(const pl_turn_streams_t *st, const pl_turn_sconn_t *c, uint6
            age > PL_TURN_IDLE_MS && !pl_turn_alloc_find(st->srv, &c->conn);
 }
 
+/* A counted connection that made an allocation (or became an RFC 6062 data connection
+ * of one) no longer counts against its address (checked each second). */
+static void settle_unalloc(pl_turn_streams_t *st, pl_turn_sconn_t *c)
+{
+    if (c->unalloc_counted &&
+        (c->mode == PL_TURN_SC_RAW || pl_turn_alloc_find(st->srv, &c->conn))) {
+        c->unalloc_counted = false;
+        pl_counts_put(st->shared->unalloc, c->ip);
+    }
+}
+
 static void on_tick(pl_loop_t *loop, pl_timer_t *t, void *arg)
 {
     PL_UNUSED(t);
@@ -234,6 +265,8 @@ static void on_tick(pl_loop_t *loop, pl_timer_t *t, void *arg)
     uint64_t now = pl_loop_now_ms(loop);
     for (uint32_t slot = 0; slot < st->cap; slot++) {
         pl_turn_sconn_t *c = st->conns[slot];
+        if (c && !c->dead)
+            settle_unalloc(st, c);
         if (c && !c->dead && expired(st, c, now)) {
             pl_turn_sconn_close(c, c->mode == PL_TURN_SC_HANDSHAKE ? "handshake_timeout"
                                    : c->closing ? "linger_timeout" : "idle");

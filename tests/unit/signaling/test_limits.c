@@ -84,46 +84,6 @@ static void test_limiter_bounded(void **state)
     pl_sig_limiter_destroy(l);
 }
 
-static void test_counts(void **state)
-{
-    (void)state;
-    pl_sig_counts_t *t = pl_sig_counts_create();
-    assert_false(pl_sig_counts_take(t, "10.0.0.1", 0));       /* cap 0: never */
-    assert_int_equal(pl_sig_counts_size(t), 0);
-    for (int i = 0; i < 3; i++)
-        assert_true(pl_sig_counts_take(t, "10.0.0.1", 3));
-    assert_false(pl_sig_counts_take(t, "10.0.0.1", 3));       /* at the cap */
-    assert_true(pl_sig_counts_take(t, "10.0.0.1", 4));        /* a raised cap */
-    assert_true(pl_sig_counts_take(t, "::1", 3));
-    assert_int_equal(pl_sig_counts_get(t, "10.0.0.1"), 4);
-    assert_int_equal(pl_sig_counts_size(t), 2);
-    for (int i = 0; i < 4; i++)
-        pl_sig_counts_put(t, "10.0.0.1");
-    assert_int_equal(pl_sig_counts_get(t, "10.0.0.1"), 0);
-    assert_int_equal(pl_sig_counts_size(t), 1);               /* zero: gone */
-    pl_sig_counts_put(t, "10.0.0.1");                          /* not there: nothing */
-    pl_sig_counts_put(t, "192.0.2.9");
-    assert_int_equal(pl_sig_counts_size(t), 1);
-    /* Many keys sharing buckets: each keeps its own count. */
-    char k[32];
-    for (int i = 0; i < 5000; i++) {
-        snprintf(k, sizeof(k), "198.51.%d.%d", i / 256, i % 256);
-        assert_true(pl_sig_counts_take(t, k, 2));
-        assert_true(pl_sig_counts_take(t, k, 2));
-        assert_false(pl_sig_counts_take(t, k, 2));
-    }
-    assert_int_equal(pl_sig_counts_size(t), 5001);
-    for (int i = 0; i < 5000; i += 2) {
-        snprintf(k, sizeof(k), "198.51.%d.%d", i / 256, i % 256);
-        pl_sig_counts_put(t, k);
-        pl_sig_counts_put(t, k);
-    }
-    assert_int_equal(pl_sig_counts_size(t), 2501);
-    assert_int_equal(pl_sig_counts_get(t, "198.51.0.1"), 2);
-    assert_int_equal(pl_sig_counts_get(t, "198.51.0.0"), 0);
-    pl_sig_counts_destroy(t);                                  /* frees what is left */
-}
-
 static void test_directory_basic(void **state)
 {
     PL_UNUSED(state);
@@ -176,7 +136,6 @@ int main(void)
         cmocka_unit_test(test_bucket),
         cmocka_unit_test(test_limiter_keys),
         cmocka_unit_test(test_limiter_bounded),
-        cmocka_unit_test(test_counts),
         cmocka_unit_test(test_directory_basic),
         cmocka_unit_test(test_directory_model),
     };
