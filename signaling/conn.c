@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define CLOSE_BACKSTOP_S 5          /* kill a closing conn whose peer stops reading */
 #define HARD_QUEUE_FACTOR 4         /* send queue bound even while the socket drains */
@@ -360,6 +361,46 @@ static int write_coalesced(pl_sig_thread_t *t, pl_sig_conn_t *c)
     return 0;
 }
 
+/* Our close, as a lingering close: the close frame (written as raw bytes after
+ * whatever is still queued in lws), then a half-close (FIN) once it is out, and the
+ * socket stays open, its input read and dropped (on_receive ignores a closing
+ * connection), until the peer closes its side or the backstop timeout fires. Closing
+ * the socket at once would turn any input still in flight from the client -- a burst
+ * of requests from a slow consumer, say -- into a TCP reset, which destroys the
+ * close frame in the client's receive buffer (the client would see 1006, not the
+ * code). Returns 0 (lws closes the connection at the peer's EOF), or -1 to close now. */
+static int close_lingering(pl_sig_conn_t *c)
+{
+    if (lws_partial_buffered(c->wsi)) {
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    if (!c->close_sent) {
+        const char *r = c->close_reason ? c->close_reason : default_reason(c->close_code);
+        size_t rn = PL_MIN(strlen(r), (size_t)123);     /* control payload <= 125 */
+        unsigned char buf[LWS_PRE + 4 + 123];
+        unsigned char *p = buf + LWS_PRE;
+        p[0] = 0x88;                                    /* FIN + close (RFC 6455 §5.5.1) */
+        p[1] = (unsigned char)(2 + rn);
+        p[2] = (unsigned char)(c->close_code >> 8);
+        p[3] = (unsigned char)c->close_code;
+        memcpy(p + 4, r, rn);
+        c->close_sent = true;
+        if (lws_write(c->wsi, p, 4 + rn, LWS_WRITE_RAW) < (int)(4 + rn))
+            return -1;
+        if (lws_partial_buffered(c->wsi)) {
+            lws_callback_on_writable(c->wsi);
+            return 0;
+        }
+    }
+    if (!c->shut_wr) {
+        c->shut_wr = true;
+        if (shutdown(lws_get_socket_fd(c->wsi), SHUT_WR) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
 {
     if (c->ping_due && c->state != PL_SIG_CONN_CLOSING && !lws_partial_buffered(c->wsi)) {
@@ -395,12 +436,8 @@ static int on_writeable(pl_sig_thread_t *t, pl_sig_conn_t *c)
             lws_callback_on_writable(c->wsi);
         return 0;
     }
-    if (c->state == PL_SIG_CONN_CLOSING) {
-        const char *r = c->close_reason ? c->close_reason : default_reason(c->close_code);
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)(uintptr_t)r, strlen(r));
-        return -1;
-    }
+    if (c->state == PL_SIG_CONN_CLOSING)
+        return close_lingering(c);
     return 0;
 }
 

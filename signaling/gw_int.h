@@ -194,6 +194,8 @@ typedef struct pl_sig_conn {
     uint16_t close_code;
     uint8_t state;
     bool unauth_counted;            /* counted in gw->unauth under ip */
+    bool close_sent;                /* our close frame is written (conn.c lingering close) */
+    bool shut_wr;                   /* ... and the socket half-closed after it */
     char ip[48];                    /* the peer's address, for the per-IP count */
     bool rx_discard;                /* dropping the rest of a rejected message */
     bool ping_due;                  /* write a PING at the next writeable callback */
