@@ -72,36 +72,56 @@ test('turn.max_unallocated_per_ip: a source holds only so many TCP connections w
   const d = await startTurnDaemon({ threads: 2, v6: false, extra: 'max_unallocated_per_ip = 3' });
   try {
     const port = d.turnPort;
+    // The connections the server has taken in (accepted or refused) and refused so far:
+    // a connect completes in the kernel before the server's accept, so each attempt
+    // waits for the server to have handled it (slow sanitizer builds included).
+    const tally = async () => {
+      const m = await metrics(d);
+      const refused = counter(m, 'parley_turn_stream_refused_total');
+      return { seen: counter(m, 'parley_turn_stream_accepts_total') + refused, refused };
+    };
+    const attempt = async (ip) => {
+      const before = await tally();
+      const s = await open(port, ip);
+      let now = before;
+      for (let i = 0; i < 200 && now.seen === before.seen; i++) {
+        await sleep(25);
+        now = await tally();
+      }
+      assert.equal(now.seen, before.seen + 1, 'the server handled the connection');
+      s.refused = now.refused > before.refused;
+      if (s.refused)
+        for (let i = 0; i < 200 && !s.gone; i++) await sleep(25);
+      return s;
+    };
     const held = [];
-    for (let i = 0; i < 3; i++) held.push(await open(port, '127.0.0.1'));
-    const over = await open(port, '127.0.0.1');
-    await sleep(300);
-    assert.ok(over.gone, 'the fourth connection from 127.0.0.1 was closed');
-    const other = await open(port, '127.0.0.2');
-    await sleep(300);
-    assert.ok(!other.gone, 'another address is not affected');
+    for (let i = 0; i < 3; i++) held.push(await attempt('127.0.0.1'));
+    assert.ok(held.every((s) => !s.refused), 'three connections are taken');
+    const over = await attempt('127.0.0.1');
+    assert.ok(over.refused && over.gone, 'the fourth connection from 127.0.0.1 is closed');
+    const other = await attempt('127.0.0.2');
+    assert.ok(!other.refused && !other.gone, 'another address is not affected');
     assert.ok(held.every((s) => !s.gone), 'the first three stay');
     // An allocation frees its connection's place (the sweep runs every second)...
     await allocate(held[0]);
     let freed = null;
     for (let i = 0; i < 30 && !freed; i++) {
       await sleep(200);
-      const s = await open(port, '127.0.0.1');
-      await sleep(150);
-      if (!s.gone) freed = s; else s.destroy();
+      const s = await attempt('127.0.0.1');
+      if (!s.refused) freed = s; else s.destroy();
     }
     assert.ok(freed, 'a place after the allocation');
     // ...and so does a close.
     held[1].destroy();
-    await sleep(200);
-    const again = await open(port, '127.0.0.1');
-    await sleep(300);
-    assert.ok(!again.gone, 'a place after a close');
-    const after = await open(port, '127.0.0.1');
-    await sleep(300);
-    assert.ok(after.gone, 'and the cap holds again');
-    const m = await metrics(d);
-    assert.ok(counter(m, 'parley_turn_stream_refused_total') >= 2);
+    let again = null;
+    for (let i = 0; i < 30 && !again; i++) {
+      await sleep(100);
+      const s = await attempt('127.0.0.1');
+      if (!s.refused) again = s; else s.destroy();
+    }
+    assert.ok(again, 'a place after a close');
+    const after = await attempt('127.0.0.1');
+    assert.ok(after.refused && after.gone, 'and the cap holds again');
     assert.match(d.logText, /turn\.stream\.refused thread=\d+ ip="?127\.0\.0\.1"? cap=3/);
     for (const s of [...held, other, freed, again]) s.destroy();
   } finally {
