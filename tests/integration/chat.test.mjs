@@ -9,6 +9,22 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startChat, stopClean, register, addDevice, Client, b64, unb64, directFrame, uniqueName }
   from './lib/chat.mjs';
+import { parsePrometheus, sample } from './lib/daemon.mjs';
+
+// Open WebSockets on d (the gateway's gauge).
+const openConns = async (d) => sample(parsePrometheus((await d.admin('/metrics')).text),
+  'parley_signaling_connections').value;
+
+// Closes c and waits until the gateway has seen it go: its close hook (which queues the
+// chat side's disconnect on the store) runs before the gauge drops, so any request sent
+// after this is handled after the disconnect.
+async function closeSeen(d, c) {
+  const n = await openConns(d);
+  c.close();
+  for (let i = 0; i < 400 && await openConns(d) >= n; i++)
+    await new Promise((r) => setTimeout(r, 25));
+  assert.ok(await openConns(d) < n, 'the server saw the connection close');
+}
 
 // The next chat.event named name (earlier events of other names stay queued).
 const evt = (c, name, ms) => c.next((f) => f.type === 'chat.event' && f.event === name, ms);
@@ -259,8 +275,7 @@ describe('chat: direct messages', () => {
     await cb.ok({ type: 'chat.ack', upto: (await cb.nextType('chat.message')).message_id });
     assert.equal((await ca.nextType('chat.receipt')).receipts[0].message_id, live.message_id);
     const away = await ca.ok(directFrame(bob.username, [bob.device_id], 'then gone'));
-    ca.close();
-    await new Promise((r) => setTimeout(r, 200));           // the server saw it go
+    await closeSeen(d, ca);
     const m = await cb.nextType('chat.message');
     await cb.ok({ type: 'chat.ack', upto: m.message_id });
     await cb.ok({ type: 'chat.read', message_ids: [m.message_id] });
