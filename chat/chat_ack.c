@@ -67,11 +67,6 @@ static int receipts_done(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r)
     return rc;
 }
 
-static int receipts_flush(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r)
-{
-    return receipts_done(op, conn, r);
-}
-
 static void receipts_drop(receipts_t *r)
 {
     receipts_done(NULL, NULL, r);
@@ -230,7 +225,7 @@ static int exec_ack(chat_op_t *op, pl_store_conn_t *conn)
         return rc;
     }
     pl_metric_add(op->chat->shard, op->chat->m.acked, op->u64[0]);
-    return receipts_flush(op, conn, &r);
+    return receipts_done(op, conn, &r);
 }
 
 static void finish_ack(chat_op_t *op, json_t *f)
@@ -397,7 +392,7 @@ static int exec_read(chat_op_t *op, pl_store_conn_t *conn)
         receipts_drop(&r);
         return rc;
     }
-    if ((rc = receipts_flush(op, conn, &r)) < 0) {
+    if ((rc = receipts_done(op, conn, &r)) < 0) {
         free(newly);
         return rc;
     }

@@ -249,6 +249,14 @@ static void release(pl_turn_sconn_t *c)
         pl_turn_sconn_update(c);
 }
 
+void pl_turn_sconn_unalloc_release(pl_turn_sconn_t *c)
+{
+    if (c->unalloc_counted) {
+        c->unalloc_counted = false;
+        pl_counts_put(c->st->shared->unalloc, c->ip);
+    }
+}
+
 /* Out of the loop and the table; the fd is closed by the caller or kept. */
 static void unregister(pl_turn_sconn_t *c)
 {
@@ -256,10 +264,7 @@ static void unregister(pl_turn_sconn_t *c)
     c->dead = true;
     pl_loop_del_fd(st->loop, c->fd);
     slot_release(st, c->conn.id);
-    if (c->unalloc_counted) {
-        c->unalloc_counted = false;
-        pl_counts_put(st->shared->unalloc, c->ip);
-    }
+    pl_turn_sconn_unalloc_release(c);
     if (c->kind == PL_TURN_SC_CLIENT)
         pl_metric_gauge_add(st->srv->shard, st->srv->mid->streams[c->conn.transport - 1], -1);
 }

@@ -121,6 +121,10 @@ struct pl_turn_sconn {
     pl_turn_sconn_t *dirty_next;
 };
 
+/* The connection no longer counts against its address (turn.max_unallocated_per_ip):
+ * it made an allocation, became a data connection, or leaves. */
+void pl_turn_sconn_unalloc_release(pl_turn_sconn_t *c);
+
 /* Thread hooks (turn_relay.c). The streams object lives as long as the thread. */
 typedef struct pl_turn_streams_cfg {
     pl_loop_t *loop;

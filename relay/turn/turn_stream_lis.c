@@ -252,10 +252,8 @@ static bool expired(const pl_turn_streams_t *st, const pl_turn_sconn_t *c, uint6
 static void settle_unalloc(pl_turn_streams_t *st, pl_turn_sconn_t *c)
 {
     if (c->unalloc_counted &&
-        (c->mode == PL_TURN_SC_RAW || pl_turn_alloc_find(st->srv, &c->conn))) {
-        c->unalloc_counted = false;
-        pl_counts_put(st->shared->unalloc, c->ip);
-    }
+        (c->mode == PL_TURN_SC_RAW || pl_turn_alloc_find(st->srv, &c->conn)))
+        pl_turn_sconn_unalloc_release(c);
 }
 
 static void on_tick(pl_loop_t *loop, pl_timer_t *t, void *arg)

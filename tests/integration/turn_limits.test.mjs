@@ -94,6 +94,16 @@ test('turn.max_unallocated_per_ip: a source holds only so many TCP connections w
         for (let i = 0; i < 200 && !s.gone; i++) await sleep(25);
       return s;
     };
+    // Tries until a connection from ip is taken (the refused ones are dropped).
+    const placeWithin = async (ip, pauseMs) => {
+      for (let i = 0; i < 30; i++) {
+        await sleep(pauseMs);
+        const s = await attempt(ip);
+        if (!s.refused) return s;
+        s.destroy();
+      }
+      return null;
+    };
     const held = [];
     for (let i = 0; i < 3; i++) held.push(await attempt('127.0.0.1'));
     assert.ok(held.every((s) => !s.refused), 'three connections are taken');
@@ -104,21 +114,11 @@ test('turn.max_unallocated_per_ip: a source holds only so many TCP connections w
     assert.ok(held.every((s) => !s.gone), 'the first three stay');
     // An allocation frees its connection's place (the sweep runs every second)...
     await allocate(held[0]);
-    let freed = null;
-    for (let i = 0; i < 30 && !freed; i++) {
-      await sleep(200);
-      const s = await attempt('127.0.0.1');
-      if (!s.refused) freed = s; else s.destroy();
-    }
+    const freed = await placeWithin('127.0.0.1', 200);
     assert.ok(freed, 'a place after the allocation');
     // ...and so does a close.
     held[1].destroy();
-    let again = null;
-    for (let i = 0; i < 30 && !again; i++) {
-      await sleep(100);
-      const s = await attempt('127.0.0.1');
-      if (!s.refused) again = s; else s.destroy();
-    }
+    const again = await placeWithin('127.0.0.1', 100);
     assert.ok(again, 'a place after a close');
     const after = await attempt('127.0.0.1');
     assert.ok(after.refused && after.gone, 'and the cap holds again');

@@ -97,16 +97,21 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Runs fn once from an idle source of f->ctx, then one more iteration (its prepare
- * flushes). */
-static void in_dispatch(fixture_t *f, GSourceFunc fn)
+/* Runs fn(data) once from an idle source of f->ctx, then one more iteration (its
+ * prepare flushes). */
+static void in_dispatch_with(fixture_t *f, GSourceFunc fn, void *data)
 {
     GSource *src = g_idle_source_new();
-    g_source_set_callback(src, fn, f, NULL);
+    g_source_set_callback(src, fn, data, NULL);
     g_source_attach(src, f->ctx);
     g_source_unref(src);
     assert_true(g_main_context_iteration(f->ctx, FALSE));
     g_main_context_iteration(f->ctx, FALSE);
+}
+
+static void in_dispatch(fixture_t *f, GSourceFunc fn)
+{
+    in_dispatch_with(f, fn, f);
 }
 
 static const size_t k_sizes[] = { 1100, 1100, 1100, 1099, 1101, 1101, 80, 80, 1200, 40 };
@@ -192,12 +197,7 @@ static void test_out_of_slots_flushes_all(void **state)
         pl_sendq_sock_set_dest(&m->s[i], f->tx.fd, (struct sockaddr *)&m->rx[i].addr,
                                sizeof(m->rx[i].addr));
     }
-    GSource *src = g_idle_source_new();
-    g_source_set_callback(src, many_cb, m, NULL);
-    g_source_attach(src, f->ctx);
-    g_source_unref(src);
-    assert_true(g_main_context_iteration(f->ctx, FALSE));
-    g_main_context_iteration(f->ctx, FALSE);
+    in_dispatch_with(f, many_cb, m);
     assert_int_equal(m->early, PL_SENDQ_SLOTS);     /* the first full set went together */
     unsigned total = m->early;
     for (unsigned i = 0; i < N_SOCKS; i++) {
