@@ -75,21 +75,23 @@ void pl_buf_printf(pl_buf_t *b, const char *fmt, ...)
 void pl_buf_json_str(pl_buf_t *b, const char *s)
 {
     pl_buf_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (;; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+            continue;
+        pl_buf_append(b, run, (size_t)(p - run));   /* the plain run before c, at once */
+        run = p + 1;
+        switch (c) {
+        case '\0': pl_buf_append(b, "\"", 1); return;
         case '"': pl_buf_append(b, "\\\"", 2); break;
         case '\\': pl_buf_append(b, "\\\\", 2); break;
         case '\n': pl_buf_append(b, "\\n", 2); break;
         case '\r': pl_buf_append(b, "\\r", 2); break;
         case '\t': pl_buf_append(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                pl_buf_printf(b, "\\u%04x", *p);
-            else
-                pl_buf_append(b, p, 1);
+        default: pl_buf_printf(b, "\\u%04x", c);
         }
     }
-    pl_buf_append(b, "\"", 1);
 }
 
 void pl_buf_consume(pl_buf_t *b, size_t n)
