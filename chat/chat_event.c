@@ -63,7 +63,7 @@ static int insert_event(chat_op_t *op, pl_store_conn_t *conn, int kind, uint64_t
     sqlite3_bind_int64(st, 7, n_devs);
     int rc = pl_store_step_done(conn, st);
     *id = (uint64_t)sqlite3_last_insert_rowid(pl_store_db(conn));
-    return rc;
+    return rc < 0 ? rc : chat_ix_added(op->chat, conn);
 }
 
 /* Queues the event (body_obj, borrowed) for the (device, account) pairs of devs. */

@@ -79,10 +79,13 @@ typedef struct chat {
     pl_timer_t sweep_timer;         /* main loop */
     uint64_t sweep_interval_ms;
     uint64_t sweep_dev, sweep_msg;  /* store thread: where the expiry scan resumes */
+    unsigned ix_run;                /* store thread: messages added since the last index
+                                       catch-up (a hint, chat_index.c) */
     pl_metrics_shard_t *shard;      /* written on the store thread only */
     struct {
         pl_metric_id_t sent_direct, sent_group, events, duplicates, pushed, acked, expired,
-                       refused, store_failures, keys_fetched, prekeys_consumed;
+                       refused, store_failures, keys_fetched, prekeys_consumed, ix_rows,
+                       ix_seconds;
     } m;
 } chat_t;
 
@@ -421,6 +424,16 @@ int chat_event_emit(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
  * negative store error. */
 int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id,
                        const chat_receipt_t *items, size_t n, const char *user);
+
+/* chat_index.c (store thread): the lookup indexes chat_ix_conv and chat_ix_sender
+ * trail chat_messages and catch up in sorted runs. Messages added since the last
+ * catch-up that make it worth another one. */
+#define CHAT_IX_RUN 16384
+/* Brings both index tables up to the newest message; run before reading them.
+ * Returns 0 or a negative store error. */
+int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn);
+/* After adding a row to chat_messages: catches up every CHAT_IX_RUN rows. */
+int chat_ix_added(chat_t *c, pl_store_conn_t *conn);
 
 /* chat_sql.c (store thread): small shared queries. */
 /* Account id of a normalized username, or 0 (or negative on error). */

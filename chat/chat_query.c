@@ -20,9 +20,9 @@
     "m.id, m.kind, m.sender_id, a.username, m.sender_device, m.peer_id, p.username," \
     " m.group_id, m.ctype, m.created_at, m.delivered_at, m.read_at, m.expired_at," \
     " m.members, m.undelivered, m.unread, m.client_id, m.body"
-#define FROM \
-    " FROM chat_messages m LEFT JOIN accounts a ON a.id = m.sender_id" \
-    " LEFT JOIN accounts p ON p.id = m.peer_id"
+#define JOINS \
+    " LEFT JOIN accounts a ON a.id = m.sender_id LEFT JOIN accounts p ON p.id = m.peer_id"
+#define FROM " FROM chat_messages m" JOINS
 
 enum { C_ID, C_KIND, C_SENDER, C_SENDER_NAME, C_DEVICE, C_PEER, C_PEER_NAME, C_GROUP,
        C_CTYPE, C_CREATED, C_DELIVERED, C_READ, C_EXPIRED, C_MEMBERS, C_UNDELIVERED,
@@ -251,8 +251,12 @@ static int exec_history(chat_op_t *op, pl_store_conn_t *conn)
     int64_t before = jb ? json_integer_value(jb) : INT64_MAX;
     int limit = jl ? (int)json_integer_value(jl) : 50;
     limit = PL_MIN(limit, (int)op->lim.history_max);
-    sqlite3_stmt *st = pl_store_prepare(conn, "SELECT " COLS FROM
-        " WHERE m.conv_a = ?1 AND m.conv_b = ?2 AND m.id < ?3 ORDER BY m.id DESC LIMIT ?4");
+    int rc = chat_ix_catch_up(op->chat, conn);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = pl_store_prepare(conn, "SELECT " COLS " FROM chat_ix_conv x"
+        " CROSS JOIN chat_messages m ON m.id = x.id" JOINS
+        " WHERE x.conv_a = ?1 AND x.conv_b = ?2 AND x.id < ?3 ORDER BY x.id DESC LIMIT ?4");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)a);
@@ -261,7 +265,7 @@ static int exec_history(chat_op_t *op, pl_store_conn_t *conn)
     sqlite3_bind_int(st, 4, limit + 1);
     json_t *arr = json_array();
     json_object_set_new(chat_op_result(op), "messages", arr);
-    int rc, n = 0;
+    int n = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < limit) {
         json_array_append_new(arr, row_json(op, st));
         n++;
@@ -290,8 +294,12 @@ static int exec_find(chat_op_t *op, pl_store_conn_t *conn)
     json_t *jb = json_object_get(op->in, "before");
     json_t *jl = json_object_get(op->in, "limit");
     int limit = PL_MIN(jl ? (int)json_integer_value(jl) : 50, (int)op->lim.history_max);
-    sqlite3_stmt *st = pl_store_prepare(conn, "SELECT " COLS FROM
-        " WHERE m.sender_id = ?1 AND m.id < ?2 AND m.kind = 0 ORDER BY m.id DESC LIMIT ?3");
+    int rc = chat_ix_catch_up(op->chat, conn);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = pl_store_prepare(conn, "SELECT " COLS " FROM chat_ix_sender x"
+        " CROSS JOIN chat_messages m ON m.id = x.id" JOINS
+        " WHERE x.sender_id = ?1 AND x.id < ?2 ORDER BY x.id DESC LIMIT ?3");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)op->account_id);
@@ -299,7 +307,8 @@ static int exec_find(chat_op_t *op, pl_store_conn_t *conn)
     sqlite3_bind_int(st, 3, FIND_SCAN_MAX);
     json_t *arr = json_array();
     json_object_set_new(chat_op_result(op), "messages", arr);
-    int rc = SQLITE_DONE, n = 0, scanned = 0;
+    int n = 0, scanned = 0;
+    rc = SQLITE_DONE;
     int64_t last = 0;
     /* Bounded scan: a long history is walked over several calls with next_before. */
     while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {

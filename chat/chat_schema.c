@@ -8,6 +8,10 @@
  *   chat_envelopes    the per-device queues, ordered by message id: a direct message's
  *                     per-device ciphertext lives here and nowhere else, so deleting
  *                     the envelope at the acknowledgement deletes the ciphertext.
+ *   chat_ix_conv, chat_ix_sender, chat_ix_state
+ *                     the history (by conversation) and find (by sender) indexes of
+ *                     chat_messages, as tables that trail it and catch up in sorted
+ *                     runs (chat_index.c); version 1 had them as SQLite indexes.
  *   chat_group_status per-member delivered/read of group messages.
  *   chat_groups, chat_members, chat_contacts, chat_partners (who wrote to whom, for
  *   identity-change announcements), chat_settings (privacy, read receipts, last
@@ -120,6 +124,28 @@ static const pl_store_migration_t steps[] = {
       "  key_id INTEGER NOT NULL,"
       "  public_key TEXT NOT NULL,"
       "  PRIMARY KEY(device_id, key_id)) WITHOUT ROWID;" },
+    /* The history and find indexes become tables that trail the messages and catch up
+     * in sorted runs (chat_index.c). */
+    { 2,
+      "DROP INDEX chat_messages_conv;"
+      "DROP INDEX chat_messages_sender;"
+      "CREATE TABLE chat_ix_conv("
+      "  conv_a INTEGER NOT NULL,"
+      "  conv_b INTEGER NOT NULL,"
+      "  id INTEGER NOT NULL,"
+      "  PRIMARY KEY(conv_a, conv_b, id)) WITHOUT ROWID;"
+      "CREATE TABLE chat_ix_sender("
+      "  sender_id INTEGER NOT NULL,"
+      "  id INTEGER NOT NULL,"
+      "  PRIMARY KEY(sender_id, id)) WITHOUT ROWID;"
+      "CREATE TABLE chat_ix_state("
+      "  id INTEGER PRIMARY KEY CHECK(id = 1),"
+      "  upto INTEGER NOT NULL);"           /* both tables hold every message id <= upto */
+      "INSERT INTO chat_ix_conv SELECT conv_a, conv_b, id FROM chat_messages WHERE kind <> 2"
+      "  ORDER BY conv_a, conv_b, id;"
+      "INSERT INTO chat_ix_sender SELECT sender_id, id FROM chat_messages WHERE kind = 0"
+      "  ORDER BY sender_id, id;"
+      "INSERT INTO chat_ix_state(id, upto) SELECT 1, COALESCE(max(id), 0) FROM chat_messages;" },
 };
 
 const pl_store_schema_t chat_schema = { "chat", steps, PL_ARRAY_LEN(steps) };

@@ -88,7 +88,7 @@ static int insert_message(chat_op_t *op, pl_store_conn_t *conn, const char *clie
     *id = (uint64_t)sqlite3_last_insert_rowid(pl_store_db(conn));
     op->u64[0] = *id;
     op->u64[1] = op->now_ms;
-    return 0;
+    return chat_ix_added(op->chat, conn);
 }
 
 static int insert_envelope(chat_op_t *op, pl_store_conn_t *conn, uint64_t device_id,

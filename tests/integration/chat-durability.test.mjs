@@ -5,7 +5,10 @@
 // real client does. At the end:
 //   - every message a sender got "sent" for was delivered to its receiver (none lost);
 //   - no message was delivered again after its acknowledgement was answered;
-//   - a client_id never became two messages (idempotent resends across crashes).
+//   - a client_id never became two messages (idempotent resends across crashes);
+//   - each conversation's history (chat.history, paged) lists exactly the messages
+//     that were answered "sent", newest first: the history index, which trails the
+//     messages and catches up in runs, lost none to the kills and holds none twice.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -82,7 +85,8 @@ class Receiver {
 
 test('chat: every "sent" message is delivered across SIGKILL restarts, none after its ack', async (t) => {
   const dir = tempDir('parley-chat-dur-');
-  const sets = [`store.path=${join(dir, 'chat.db')}`, 'chat.window=64', 'chat.page=16'];
+  const sets = [`store.path=${join(dir, 'chat.db')}`, 'chat.window=64', 'chat.page=16',
+    'chat.history_max=1000'];
   let d = await startChat(sets);
   const senders = [], receivers = [];
   let inFlightAtKill = 0;
@@ -124,6 +128,22 @@ test('chat: every "sent" message is delivered across SIGKILL restarts, none afte
         assert.equal(ids.size, 1, `${cid} arrived as ${[...ids]}`);
       assert.equal(senders[i].outstanding.size, 0);
       total += want(i).length;
+    }
+    // The history of every conversation, paged from the sender's side.
+    for (let i = 0; i < PAIRS; i++) {
+      const c = await Client.connect(d, senders[i].session);
+      const seen = [];
+      let before;
+      for (;;) {
+        const h = await c.ok({ type: 'chat.history', with: senders[i].peer.username, limit: 1000,
+          ...(before ? { before } : {}) });
+        seen.push(...h.messages.map((m) => m.message_id));
+        if (!h.more) break;
+        before = seen[seen.length - 1];
+      }
+      c.close();
+      const want = [...new Set(senders[i].sent.values())].sort((a, b) => b - a);
+      assert.deepEqual(seen, want, `pair ${i}: history differs from what was "sent"`);
     }
     const redelivered = receivers.reduce((n, r) => n + [...r.got.values()].filter((v) => v > 1).length, 0);
     t.diagnostic(`${total} messages, ${KILLS} SIGKILLs with ${inFlightAtKill} sends in flight, ` +
