@@ -86,47 +86,70 @@ static int group_progress(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, u
 {
     sqlite3_stmt *st = pl_store_prepare(conn,
         "UPDATE chat_messages SET undelivered = undelivered - ?2, unread = unread - ?3"
-        " WHERE id = ?1 RETURNING sender_id, group_id, undelivered, unread");
+        " WHERE id = ?1");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     sqlite3_bind_int(st, 2, was_delivered ? 0 : 1);
     sqlite3_bind_int(st, 3, read ? 1 : 0);
+    int rc = pl_store_step_done(conn, st);
+    if (rc < 0)
+        return rc;
+    st = pl_store_prepare(conn,
+        "SELECT sender_id, group_id, undelivered, unread FROM chat_messages WHERE id = ?1");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     if (sqlite3_step(st) != SQLITE_ROW)
         return PL_ESTATE;
     uint64_t sender = (uint64_t)sqlite3_column_int64(st, 0);
     uint64_t group = (uint64_t)sqlite3_column_int64(st, 1);
     int64_t left = sqlite3_column_int64(st, read ? 3 : 2);
-    sqlite3_step(st);               /* finish the statement (RETURNING) */
     chat_receipt_t o = receipt(op, id, read ? CHAT_RCPT_READ : CHAT_RCPT_DELIVERED, group);
     o.all = left == 0;
     receipts_add(r, sender, o);
     return 0;
 }
 
+/* The columns of message id's row after an update: sender_id, group_id, undelivered.
+ * (A separate rowid look-up rather than RETURNING, which SQLite runs through an
+ * ephemeral table of its own per execution: a B-tree and pager opened and closed for
+ * every acknowledged message.) Returns 1 with the row in *st, 0 if it is gone, < 0. */
+static int message_after(pl_store_conn_t *conn, uint64_t id, sqlite3_stmt **st)
+{
+    *st = pl_store_prepare(conn,
+        "SELECT sender_id, group_id, undelivered FROM chat_messages WHERE id = ?1");
+    if (!*st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(*st, 1, (sqlite3_int64)id);
+    int rc = sqlite3_step(*st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : PL_ESTATE;
+}
+
 /* An envelope of message id left this device's queue by acknowledgement: one fewer
  * pending (a group's ciphertext goes with the last), and "delivered" when this is the
  * recipient's (or group member's) first device. The common case -- a direct message's
- * first device -- is one statement. */
+ * first device -- is one update and one look-up. */
 static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint64_t id)
 {
     sqlite3_stmt *st = pl_store_prepare(conn,
         "UPDATE chat_messages SET pending = pending - 1, delivered_at = ?2 WHERE id = ?1"
-        " AND peer_id = ?3 AND delivered_at IS NULL RETURNING sender_id");
+        " AND peer_id = ?3 AND delivered_at IS NULL");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)op->now_ms);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)op->account_id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int rc = pl_store_step_done(conn, st);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_changes(pl_store_db(conn)) > 0) {
+        if ((rc = message_after(conn, id, &st)) <= 0)
+            return rc < 0 ? rc : PL_ESTATE;
         receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0),
                      receipt(op, id, CHAT_RCPT_DELIVERED, 0));
-        sqlite3_step(st);
         return 0;
     }
-    if (rc != SQLITE_DONE)
-        return PL_ESTATE;
     st = pl_store_prepare(conn,
         "UPDATE chat_group_status SET delivered_at = ?2 WHERE message_id = ?1"
         " AND member_id = ?3 AND delivered_at IS NULL");
@@ -141,50 +164,97 @@ static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint6
     st = pl_store_prepare(conn,
         "UPDATE chat_messages SET pending = pending - 1, undelivered = undelivered - ?2,"
         " body = CASE WHEN pending <= 1 AND kind != 1 THEN NULL ELSE body END"
-        " WHERE id = ?1 RETURNING sender_id, group_id, undelivered");
+        " WHERE id = ?1");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
     sqlite3_bind_int(st, 2, first);
-    if ((rc = sqlite3_step(st)) != SQLITE_ROW)
-        return rc == SQLITE_DONE ? 0 : PL_ESTATE;
-    if (first) {        /* a group member's first device (events have no statuses) */
-        chat_receipt_t o = receipt(op, id, CHAT_RCPT_DELIVERED,
-                                   (uint64_t)sqlite3_column_int64(st, 1));
-        o.all = sqlite3_column_int64(st, 2) == 0;
-        receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0), o);
-    }
-    sqlite3_step(st);
+    if ((rc = pl_store_step_done(conn, st)) < 0)
+        return rc;
+    if (!first)
+        return 0;
+    /* a group member's first device (events have no statuses) */
+    if ((rc = message_after(conn, id, &st)) <= 0)
+        return rc;
+    chat_receipt_t o = receipt(op, id, CHAT_RCPT_DELIVERED, (uint64_t)sqlite3_column_int64(st, 1));
+    o.all = sqlite3_column_int64(st, 2) == 0;
+    receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0), o);
     return 0;
 }
 
 /* ---- chat.ack ------------------------------------------------------------------------ */
 
+/* The envelopes in ids[] left device d's queue: settles each message. */
 static int ack_deleted(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts_t *r,
-                       sqlite3_stmt *del)
+                       const uint64_t *ids, size_t n)
 {
-    uint64_t ids[256];
-    int rc = SQLITE_ROW;
-    /* RETURNING rows are produced after the whole delete ran (sqlite.org/lang_returning),
-     * so reading them in chunks while updating other tables is safe. */
-    while (rc == SQLITE_ROW) {
-        size_t n = 0;
-        while (n < PL_ARRAY_LEN(ids) && (rc = sqlite3_step(del)) == SQLITE_ROW)
-            ids[n++] = (uint64_t)sqlite3_column_int64(del, 0);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            return PL_ESTATE;
-        for (size_t i = 0; i < n; i++) {
-            op->u64[0]++;
-            if (d->queued > 0)
-                d->queued--;
-            if (ids[i] <= d->pushed_upto && d->inflight > 0)
-                d->inflight--;
-            int e = settle_ack(op, conn, r, ids[i]);
-            if (e < 0)
-                return e;
-        }
+    for (size_t i = 0; i < n; i++) {
+        op->u64[0]++;
+        if (d->queued > 0)
+            d->queued--;
+        if (ids[i] <= d->pushed_upto && d->inflight > 0)
+            d->inflight--;
+        int e = settle_ack(op, conn, r, ids[i]);
+        if (e < 0)
+            return e;
     }
     return 0;
+}
+
+/* Acknowledgement up to a cursor: the queued ids up to it (one range read), then one
+ * range delete. Returns 0 or < 0. */
+static int ack_upto(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts_t *r)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "SELECT message_id FROM chat_envelopes WHERE device_id = ?1 AND message_id <= ?2");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->device_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->target);
+    uint64_t small[64], *ids = small;
+    size_t n = 0, cap = PL_ARRAY_LEN(small);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap *= 2;
+            ids = ids == small ? memcpy(pl_xmalloc(cap * sizeof(*ids)), small, sizeof(small))
+                               : pl_xrealloc(ids, cap * sizeof(*ids));
+        }
+        ids[n++] = (uint64_t)sqlite3_column_int64(st, 0);
+    }
+    rc = rc == SQLITE_DONE ? 0 : PL_ESTATE;
+    if (rc == 0 && n) {
+        st = pl_store_prepare(conn,
+            "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id <= ?2");
+        if (!st)
+            rc = PL_ESTATE;
+        else {
+            sqlite3_bind_int64(st, 1, (sqlite3_int64)op->device_id);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)op->target);
+            rc = pl_store_step_done(conn, st);
+        }
+    }
+    if (rc == 0)
+        rc = ack_deleted(op, conn, d, r, ids, n);
+    if (ids != small)
+        free(ids);
+    return rc;
+}
+
+/* Acknowledgement of one message id. Returns 0 or < 0. */
+static int ack_one(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts_t *r,
+                   uint64_t id)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id = ?2");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->device_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+    int rc = pl_store_step_done(conn, st);
+    if (rc < 0 || sqlite3_changes(pl_store_db(conn)) == 0)
+        return rc;
+    return ack_deleted(op, conn, d, r, &id, 1);
 }
 
 static int exec_ack(chat_op_t *op, pl_store_conn_t *conn)
@@ -194,30 +264,10 @@ static int exec_ack(chat_op_t *op, pl_store_conn_t *conn)
     receipts_t r;
     chat_map_init(&r.by_sender);
     int rc = 0;
-    if (op->target) {
-        sqlite3_stmt *del = pl_store_prepare(conn,
-            "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id <= ?2"
-            " RETURNING message_id");
-        if (!del)
-            rc = PL_ESTATE;
-        else {
-            sqlite3_bind_int64(del, 1, (sqlite3_int64)op->device_id);
-            sqlite3_bind_int64(del, 2, (sqlite3_int64)op->target);
-            rc = ack_deleted(op, conn, d, &r, del);
-        }
-    }
-    for (size_t i = 0; rc >= 0 && i < op->n_envs; i++) {
-        sqlite3_stmt *del = pl_store_prepare(conn,
-            "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id = ?2"
-            " RETURNING message_id");
-        if (!del) {
-            rc = PL_ESTATE;
-            break;
-        }
-        sqlite3_bind_int64(del, 1, (sqlite3_int64)op->device_id);
-        sqlite3_bind_int64(del, 2, (sqlite3_int64)op->envs[i].device_id);
-        rc = ack_deleted(op, conn, d, &r, del);
-    }
+    if (op->target)
+        rc = ack_upto(op, conn, d, &r);
+    for (size_t i = 0; rc >= 0 && i < op->n_envs; i++)
+        rc = ack_one(op, conn, d, &r, op->envs[i].device_id);
     if (rc >= 0)
         rc = chat_deliver_page(op, conn, d);
     if (rc < 0) {
