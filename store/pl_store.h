@@ -86,10 +86,12 @@ typedef struct pl_store_opts {
     size_t n_schemas;
     unsigned batch_max;             /* requests per transaction; 0 = 256 */
     bool synchronous_normal;        /* false = synchronous=FULL (durable at commit) */
+    unsigned checkpoint_pages;      /* WAL pages that start a background checkpoint;
+                                       0 = 10000 */
     pl_metrics_t *metrics;          /* NULL: no metrics; else registers parley_store_* */
 } pl_store_opts_t;
 
-/* The [store] option table (path, batch_max, synchronous) for the app's schema. */
+/* The [store] option table (path, batch_max, synchronous, checkpoint_pages) for the app's schema. */
 extern const pl_opt_table_t pl_store_options;
 /* Fills opts from a snapshot holding pl_store_options (schemas/metrics left NULL). The
  * strings are borrowed from cfg. */

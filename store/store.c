@@ -22,6 +22,7 @@
 #include <string.h>
 
 #define PL_STORE_BATCH_DEFAULT 256
+#define PL_STORE_CKPT_DEFAULT 10000
 
 struct pl_store {
     pl_store_conn_t conn;           /* store thread (opener before the thread starts) */
@@ -38,6 +39,7 @@ struct pl_store {
     pl_msg_t stop;
 
     pl_store_sync_t *sync;          /* NULL: synchronous=normal or a memory database */
+    pl_store_ckpt_t *ckpt;          /* NULL: a memory database */
     pl_msg_t durable;               /* posted by the syncer */
     uint64_t seq;                   /* last batch handed to the syncer */
     struct parked *parked, **parked_tail;   /* committed, waiting for their sync */
@@ -58,6 +60,8 @@ static const pl_opt_def_t store_defs[] = {
       "most requests committed together in one transaction (group commit)" },
     { "store", "synchronous", PL_OPT_ENUM, "full", 0, 0, "full|normal", 0,
       "full: no result leaves before an fdatasync of its commit (a syncer thread; the store thread goes on); normal: WAL may lose the last commits on power loss" },
+    { "store", "checkpoint_pages", PL_OPT_INT, "10000", 100, 10000000, NULL, 0,
+      "WAL pages (4 KiB) that start a checkpoint on the checkpointer thread; at 4 times as many the store thread checkpoints itself (bounds the WAL file)" },
 };
 
 const pl_opt_table_t pl_store_options = {
@@ -71,6 +75,7 @@ void pl_store_opts_from_config(const pl_config_t *cfg, pl_store_opts_t *opts)
     opts->path = pl_config_str(cfg, "store", "path");
     opts->batch_max = (unsigned)pl_config_int(cfg, "store", "batch_max");
     opts->synchronous_normal = strcmp(pl_config_str(cfg, "store", "synchronous"), "normal") == 0;
+    opts->checkpoint_pages = (unsigned)pl_config_int(cfg, "store", "checkpoint_pages");
 }
 
 /* ---- replies -------------------------------------------------------------------- */
@@ -384,6 +389,12 @@ int pl_store_open(const pl_store_opts_t *opts, pl_store_t **out)
     if (pipelined && (rc = pl_store_sync_start(opts->path, st->loop, &st->durable,
                                                 opts->metrics, &st->sync)) < 0)
         goto fail_sync;
+    bool file = opts->path[0] && strcmp(opts->path, ":memory:") != 0;
+    if (file && (rc = pl_store_ckpt_start(&st->conn, opts->path,
+                                          opts->checkpoint_pages ? opts->checkpoint_pages
+                                                                 : PL_STORE_CKPT_DEFAULT,
+                                          opts->metrics, st->shard, &st->ckpt)) < 0)
+        goto fail_ckpt;
     rc = -pthread_create(&st->thread, NULL, store_main, st);
     if (rc < 0)
         goto fail_thread;
@@ -394,6 +405,8 @@ int pl_store_open(const pl_store_opts_t *opts, pl_store_t **out)
     return 0;
 
 fail_thread:
+    pl_store_ckpt_stop(&st->conn, st->ckpt);
+fail_ckpt:
     pl_store_sync_stop(st->sync);
 fail_sync:
     pl_loop_destroy(st->loop);
@@ -418,6 +431,7 @@ void pl_store_close(pl_store_t *st)
     pthread_join(st->thread, NULL);
     pl_loop_destroy(st->loop);      /* may run on_durable: the syncer is still there */
     pl_store_sync_stop(st->sync);
+    pl_store_ckpt_stop(&st->conn, st->ckpt);
     pl_store_conn_close(&st->conn);
     pthread_mutex_destroy(&st->lock);
     pl_log_info("store.closed", "requests=%llu batches=%llu",

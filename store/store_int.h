@@ -59,4 +59,20 @@ uint64_t pl_store_sync_count(const pl_store_sync_t *s);
 /* Syncs what was requested, then joins the thread. NULL is a no-op. */
 void pl_store_sync_stop(pl_store_sync_t *s);
 
+/* ---- checkpointer (store_ckpt.c) ----------------------------------------------------- */
+
+typedef struct pl_store_ckpt pl_store_ckpt_t;
+
+/* Starts the checkpointer thread for db_path and installs the WAL hook on conn (the
+ * store connection; replaces SQLite's automatic checkpoint): background checkpoints
+ * from soft WAL pages, on the store thread from 4 x soft. metrics (may be NULL):
+ * parley_store_checkpoints_total{thread} and parley_store_checkpoint_seconds; the inline
+ * ones are counted in store_shard (the store thread's). Returns 0 or -errno. */
+int pl_store_ckpt_start(pl_store_conn_t *conn, const char *db_path, unsigned soft,
+                        pl_metrics_t *metrics, pl_metrics_shard_t *store_shard,
+                        pl_store_ckpt_t **out);
+/* Puts SQLite's automatic checkpoint back on conn and joins the thread (after the store
+ * thread stopped writing). NULL is a no-op. */
+void pl_store_ckpt_stop(pl_store_conn_t *conn, pl_store_ckpt_t *k);
+
 #endif

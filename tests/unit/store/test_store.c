@@ -2,20 +2,24 @@
  * incremental, newer-than-known, failing step), group commit (many writes queued behind
  * a blocked batch commit as one transaction; batch_max splits), per-request savepoints,
  * durability across close and reopen, replies delivered on the requester's loop thread,
- * and the statement cache growing past its first size. */
+ * the statement cache growing past its first size, and WAL checkpoints on the
+ * checkpointer thread (with the store thread's fallback) keeping the WAL small. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
 #include "store/pl_store.h"
+#include "core/pl_buf.h"
 #include "core/pl_log.h"
+#include "core/pl_metrics.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- fixtures ------------------------------------------------------------------ */
@@ -637,6 +641,77 @@ static void *submit_many(void *arg)
     return NULL;
 }
 
+/* ---- checkpoints ------------------------------------------------------------------ */
+
+static const pl_store_migration_t blob_steps[] = {
+    { 1, "CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB NOT NULL);" },
+};
+static const pl_store_schema_t blob_schema = { "blobs", blob_steps, 1 };
+static const pl_store_schema_t *const blob_schemas[] = { &blob_schema };
+
+static int blob_insert_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    (void)req;
+    sqlite3_stmt *s = pl_store_prepare(conn, "INSERT INTO blobs(b) VALUES (randomblob(3000))");
+    return s ? pl_store_step_done(conn, s) : PL_ESTATE;
+}
+
+static double metric(pl_metrics_t *reg, const char *series)
+{
+    pl_buf_t b;
+    pl_buf_init(&b);
+    pl_metrics_render_prometheus(reg, &b);
+    const char *p = strstr(b.data, series);
+    double v = p ? strtod(p + strlen(series), NULL) : -1;
+    pl_buf_deinit(&b);
+    return v;
+}
+
+static void test_checkpoints_bound_the_wal(void **state)
+{
+    fixture_t *f = *state;
+    pl_metrics_t *reg = pl_metrics_create();
+    pl_store_opts_t o = { .path = f->path, .schemas = blob_schemas, .n_schemas = 1,
+                          .batch_max = 40, .checkpoint_pages = 100, .metrics = reg };
+    pl_store_t *st = NULL;
+    assert_int_equal(pl_store_open(&o, &st), 0);
+    collector_t c;
+    collector_init(&c);
+    /* 3000 rows of a page each: 30 times the checkpoint threshold, in waves of 200 that
+     * keep the store thread committing batches of 40. */
+    for (int wave = 0; wave < 15; wave++) {
+        for (int i = 0; i < 200; i++)
+            pl_store_submit(st, &kv_new(blob_insert_exec, "", 0, &c)->req);
+        collector_wait(&c, 200);
+    }
+    double bg = metric(reg, "parley_store_checkpoints_total{thread=\"background\"} ");
+    double inl = metric(reg, "parley_store_checkpoints_total{thread=\"store\"} ");
+    assert_true(bg >= 5);
+    assert_true(inl >= 0);
+    /* Without checkpoints the WAL would hold all 3000+ pages (12 MB). The store thread
+     * checkpoints from 400 pages on, after each commit, unless a background checkpoint
+     * holds the checkpointer lock just then (it finishes in a few batches). */
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_true(sb.st_size <= 1000 * (4096 + 24) + 32);
+    pl_store_close(st);
+    pl_metrics_destroy(reg);
+
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), (SELECT integrity_check FROM"
+                                            " pragma_integrity_check) FROM blobs", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 3000);
+    assert_string_equal((const char *)sqlite3_column_text(q, 1), "ok");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
 static void test_concurrent_submitters(void **state)
 {
     fixture_t *f = *state;
@@ -679,6 +754,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reply_on_requester_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_statement_cache_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoints_bound_the_wal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
