@@ -12,11 +12,12 @@
  * A PASSIVE checkpoint copies the frames committed when it started. Under a steady load
  * more arrive meanwhile, and SQLite rewinds the WAL only when a checkpoint has copied
  * all of it before the next write begins -- so the background alone would let the file
- * grow without end. Past `hard` pages (4 x soft) the WAL hook therefore checkpoints on
- * the store thread as SQLite would have: by then the checkpointer has copied and synced
- * most pages, the store thread copies the rest, and its next transaction rewinds the
- * WAL. The WAL stays below hard pages plus one batch.
- *
+ * grow without end. Once the WAL holds `hard` pages (4 x soft), the next background pass
+ * is the final one: when it is done the store thread checkpoints itself, as SQLite
+ * would have, but only the frames committed during that pass are left to copy, and its
+ * next transaction rewinds the WAL. (At twice `hard` -- a checkpointer held back, by a
+ * long backup's read transaction say -- the store thread does not wait for it.)
+
  * Durability is SQLite's: a checkpoint syncs the WAL before copying and the database
  * before it marks frames copied, whichever connection runs it.
  *
@@ -36,6 +37,7 @@ struct pl_store_ckpt {
     unsigned soft, hard;
     unsigned last, next;            /* store thread: WAL pages at the last commit, and
                                        where the next background checkpoint starts */
+    bool final;                     /* store thread: the pass under way started past hard */
     sqlite3 *db;                    /* checkpointer thread; opened at the first kick */
     pthread_t thread;
     pthread_mutex_t lock;
@@ -114,17 +116,26 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     pl_store_ckpt_t *k = arg;
     unsigned n = (unsigned)pages;
-    if (n < k->last)
-        k->next = k->soft;          /* the WAL was rewound */
+    if (n < k->last) {              /* the WAL was rewound */
+        k->next = k->soft;
+        k->final = false;
+    }
     k->last = n;
-    if (n >= k->hard) {
+    bool running = atomic_load(&k->running);
+    if (n >= k->hard * 2 || (n >= k->hard && k->final && !running)) {
+        /* The final pass copied nearly all of the WAL: the store thread copies what
+         * was committed meanwhile, so its next transaction rewinds the file. (At twice
+         * the limit it does so whatever the checkpointer managed.) */
         uint64_t t0 = pl_now_mono_us();
         int log = 0, done = 0;
         if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
             SQLITE_OK)
             observe(k, k->store_shard, k->m_inline, t0);
-    } else if (n >= k->next && !atomic_exchange(&k->running, true)) {
+        k->final = false;
+    } else if ((n >= k->next || n >= k->hard) && !running &&
+               !atomic_exchange(&k->running, true)) {
         k->next = n + k->soft;      /* one background pass per soft new pages */
+        k->final = n >= k->hard;
         pthread_mutex_lock(&k->lock);
         k->want = true;
         pthread_cond_signal(&k->cond);
