@@ -76,7 +76,7 @@ int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn)
             " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind = 0"
             " ORDER BY sender_id, id", upto, top);
     if (rc == 0)
-        rc = add_range(conn, "UPDATE chat_ix_state SET upto = ?2 WHERE id = 1 AND ?1 >= 0",
+        rc = add_range(conn, "UPDATE chat_ix_state SET upto = ?2 WHERE id = 1 AND upto = ?1",
                        upto, top);
     if (rc < 0)
         return rc;

@@ -235,7 +235,7 @@ static void register_metrics(chat_t *c, pl_metrics_t *reg)
     c->m.prekeys_consumed = pl_metrics_counter(reg, "parley_chat_prekeys_consumed_total",
         "One-time prekeys handed out", NULL);
     c->m.ix_rows = pl_metrics_counter(reg, "parley_chat_index_rows_total",
-        "Messages added to the history and find indexes by their catch-ups", NULL);
+        "Message rows the history and find indexes caught up with", NULL);
     static const double secs[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                    0.25 };
     c->m.ix_seconds = pl_metrics_histogram(reg, "parley_chat_index_catchup_seconds",
