@@ -146,6 +146,25 @@ typedef struct pl_turn_reservation {
 
 typedef struct pl_turn_quota_entry pl_turn_quota_entry_t;
 
+/* The unauthenticated rate limit: token buckets by source IP, shared by every relay
+ * thread (SO_REUSEPORT spreads one address's source ports over all of them, so
+ * per-thread buckets would grant threads x turn.unauth_rate). A slot is guarded by the
+ * stripe lock of its index (leaf locks); a collision simply restarts the bucket. */
+#define PL_TURN_RL_SLOTS 8192
+#define PL_TURN_RL_STRIPES 64
+
+typedef struct pl_turn_rl_slot {
+    uint8_t ip[16];
+    uint32_t tokens_milli;          /* tokens * 1000 */
+    uint64_t last_ms;
+} pl_turn_rl_slot_t;
+
+typedef struct pl_turn_rl {
+    uint64_t seed;                  /* hash seed, random, immutable after create */
+    pthread_mutex_t lock[PL_TURN_RL_STRIPES];
+    pl_turn_rl_slot_t slot[PL_TURN_RL_SLOTS];
+} pl_turn_rl_t;
+
 #define PL_TURN_MAX_THREADS 64      /* turn.threads maximum; a CONNECTION-ID names one */
 
 typedef struct pl_turn_shared {
@@ -158,6 +177,7 @@ typedef struct pl_turn_shared {
     pl_turn_reservation_t *resv;
     size_t n_resv, cap_resv;
     pl_stun_nonce_key_t nonce_key;          /* immutable after create */
+    pl_turn_rl_t rl;                        /* unauthenticated rate (turn_server.c) */
     pl_counts_t *unalloc;                   /* source IP -> stream connections without an
                                                allocation (turn_stream*.c; own leaf lock) */
     _Atomic unsigned alt_rr;                /* ALTERNATE-SERVER round robin */
@@ -457,14 +477,7 @@ struct pl_turn_alloc {
  * The per-thread protocol core (turn_server.c and friends)
  * ------------------------------------------------------------------------------- */
 
-#define PL_TURN_RL_SLOTS 1024       /* unauthenticated-rate buckets per thread */
 #define PL_TURN_TXBUF 2048          /* responses are built here */
-
-typedef struct pl_turn_rl_slot {
-    uint8_t ip[16];
-    uint32_t tokens_milli;          /* tokens * 1000 */
-    uint64_t last_ms;
-} pl_turn_rl_slot_t;
 
 typedef struct pl_turn_server {
     const pl_turn_io_ops_t *io;
@@ -481,7 +494,6 @@ typedef struct pl_turn_server {
     size_t table_cap, table_used;   /* used counts tombstones */
     pl_turn_alloc_t **list;         /* dense list of live allocations; owned */
     size_t n_list, cap_list;
-    pl_turn_rl_slot_t rl[PL_TURN_RL_SLOTS];
     uint8_t tx[PL_TURN_TXBUF];
     struct pl_turn_tcp *tcp;        /* owned: RFC 6062 connection ids (turn_tcp.c) */
     const pl_turn_tcp_ops_t *tcp_ops;   /* NULL: no TCP relaying */

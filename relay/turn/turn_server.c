@@ -4,14 +4,16 @@
  * the unauthenticated-response rate limit, expiry sweeps and /stats.
  *
  * Unauthenticated responses (Binding, 400, 401, 420, 438) carry no SOFTWARE and go
- * through a per-source token bucket (turn.unauth_rate), so the server is a poor
- * reflector: a 20-byte Binding request gets 44 bytes (52 with FINGERPRINT), the
+ * through a per-source token bucket (turn.unauth_rate), shared by all relay threads
+ * (pl_turn_shared_t.rl) since SO_REUSEPORT spreads one source's ports over them, so the
+ * server is a poor reflector: a 20-byte Binding request gets 44 bytes (52 with FINGERPRINT), the
  * smallest Allocate (28 bytes) a 120-byte 401 with realm "example.org" (x4.3).
  *
  * What it does not: sockets and time (the I/O interface), method logic on allocations
  * (turn_allocate.c, turn_perm.c), authentication (turn_auth.c).
  *
- * Threading: one server per relay thread; every function runs on that thread. */
+ * Threading: one server per relay thread; every function runs on that thread (the
+ * shared rate buckets take their stripe's leaf lock). */
 #include "relay/turn/turn_int.h"
 #include "core/pl_log.h"
 
@@ -137,12 +139,16 @@ bool pl_turn_rate_ok(pl_turn_server_t *s, const pl_sockaddr_t *src, uint64_t now
         memcpy(ip, &src->in4.sin_addr, 4);
     else
         memcpy(ip, &src->in6.sin6_addr, 16);
-    uint64_t h = 14695981039346656037ull ^ s->rng;
+    pl_turn_rl_t *rl = &s->shared->rl;
+    uint64_t h = 14695981039346656037ull ^ rl->seed;
     for (int i = 0; i < 16; i++)
         h = (h ^ ip[i]) * 1099511628211ull;
-    pl_turn_rl_slot_t *sl = &s->rl[h % PL_TURN_RL_SLOTS];
+    size_t idx = (size_t)(h % PL_TURN_RL_SLOTS);
+    pl_turn_rl_slot_t *sl = &rl->slot[idx];
     /* Burst of one second's worth (at least 10), refilled continuously. */
     uint64_t cap = (uint64_t)PL_MAX(rate, 10u) * 1000;
+    pthread_mutex_t *lock = &rl->lock[idx % PL_TURN_RL_STRIPES];
+    pthread_mutex_lock(lock);
     if (memcmp(sl->ip, ip, 16) != 0 || sl->last_ms == 0) {
         memcpy(sl->ip, ip, 16);
         sl->tokens_milli = (uint32_t)PL_MIN(cap, UINT32_MAX);
@@ -150,13 +156,18 @@ bool pl_turn_rate_ok(pl_turn_server_t *s, const pl_sockaddr_t *src, uint64_t now
         uint64_t t = sl->tokens_milli + PL_MIN(now_ms - sl->last_ms, 10000) * rate;
         sl->tokens_milli = (uint32_t)PL_MIN(PL_MIN(t, cap), UINT32_MAX);
     }
-    sl->last_ms = now_ms ? now_ms : 1;
-    if (sl->tokens_milli < 1000) {
+    /* Threads read the clock a moment apart: last_ms never moves back (nor to 0,
+     * which marks a free slot). */
+    uint64_t t = now_ms ? now_ms : 1;
+    if (t > sl->last_ms)
+        sl->last_ms = t;
+    bool ok = sl->tokens_milli >= 1000;
+    if (ok)
+        sl->tokens_milli -= 1000;
+    pthread_mutex_unlock(lock);
+    if (!ok)
         pl_turn_drop(s, PL_TURN_DROP_RATE_LIMITED);
-        return false;
-    }
-    sl->tokens_milli -= 1000;
-    return true;
+    return ok;
 }
 
 /* ---- requests ------------------------------------------------------------------ */

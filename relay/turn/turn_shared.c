@@ -291,6 +291,10 @@ pl_turn_shared_t *pl_turn_shared_create(uint16_t lo, uint16_t hi, uint32_t nonce
     sh->nonce_key.features = PL_STUN_FEATURE_PASSWORD_ALGORITHMS |
                              PL_STUN_FEATURE_USERNAME_ANONYMITY;
     sh->nonce_key.lifetime_s = nonce_lifetime_s;
+    if (getrandom(&sh->rl.seed, sizeof sh->rl.seed, 0) != (ssize_t)sizeof sh->rl.seed)
+        PL_ASSERT(!"getrandom failed");
+    for (size_t i = 0; i < PL_TURN_RL_STRIPES; i++)
+        pthread_mutex_init(&sh->rl.lock[i], NULL);
     atomic_init(&sh->alt_rr, 0);
     return sh;
 }
@@ -314,5 +318,7 @@ void pl_turn_shared_destroy(pl_turn_shared_t *sh)
     free(sh->ports[1].bits);
     pthread_mutex_destroy(&sh->quota_lock);
     pthread_mutex_destroy(&sh->resv_lock);
+    for (size_t i = 0; i < PL_TURN_RL_STRIPES; i++)
+        pthread_mutex_destroy(&sh->rl.lock[i]);
     free(sh);
 }

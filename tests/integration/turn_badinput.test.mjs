@@ -15,7 +15,7 @@ import {
 
 const BINDING = 0x0001, ALLOCATE = 0x0003, BINDING_OK = 0x0101;
 const REQUESTED_TRANSPORT_UDP = [0x0019, Buffer.from([17, 0, 0, 0])];
-const UNAUTH_RATE = 100;    // turn.unauth_rate default: requests/s per source IP and thread
+const UNAUTH_RATE = 100;    // turn.unauth_rate default: requests/s per source IP
 
 // A UDP socket bound to a loopback source address of its own (127.0.0.0/8 is all
 // local), so the per-source rate limit of one probe does not touch the others.
@@ -142,6 +142,27 @@ describe('bad input against a live TURN server', () => {
     assert.equal(drops.rate_limited, N - answered.length, `rate_limited ${drops.rate_limited} + answered ${answered.length} = ${N}`);
     for (const reason of ['no_permission', 'no_channel', 'send_failed', 'bandwidth'])
       assert.equal(drops[reason] ?? 0, 0, `drops{reason="${reason}"} stayed 0 during the uclient session`);
+
+    // --- one source over many ports: SO_REUSEPORT hands them to both relay threads,
+    // which share the buckets, so the source still gets UNAUTH_RATE and no more.
+    // (20 random source ports all on one of two threads: ~2e-6.)
+    const spread = await Promise.all(Array.from({ length: 20 }, () => socketFrom('127.0.0.3')));
+    const t1 = Date.now();
+    for (let i = 0; i < N; i += 50) {
+      const batch = [];
+      for (let k = i; k < Math.min(N, i + 50); k++)
+        batch.push(send(spread[k % spread.length], stunMessage(ALLOCATE, [REQUESTED_TRANSPORT_UDP]), P));
+      await Promise.all(batch);
+    }
+    const spreadS = (Date.now() - t1) / 1000;
+    await sleep(700);
+    const spreadAnswered = spread.reduce((n, x) => n + x.replies.length, 0);
+    const cap2 = UNAUTH_RATE + UNAUTH_RATE * (spreadS + 0.7) + 5;
+    assert.ok(spreadAnswered >= UNAUTH_RATE / 2 && spreadAnswered <= cap2,
+      `flood of ${N} over ${spread.length} ports in ${spreadS}s: ${spreadAnswered} answered ` +
+      `(expected ${UNAUTH_RATE}..${cap2.toFixed(0)}, as from one port)`);
+    const m2 = await metrics(d);
+    assert.equal(dropDeltas(m, m2).rate_limited, N - spreadAnswered);
 
     // --- the real session, all along ---
     const r = await run;
