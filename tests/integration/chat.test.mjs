@@ -632,6 +632,37 @@ describe('chat: groups', () => {
   });
 });
 
+describe('chat: long queues', () => {
+  let d;
+  before(async () => { d = await startChat(); });
+  after(async () => { await stopClean(d); });
+
+  test('one cursor acknowledgement settles a long queue: each message delivered once, each receipt sent', async () => {
+    const alice = await register(d), bob = await register(d);
+    const ca = await Client.connect(d, alice, { sync: true });
+    const ids = [];
+    for (let i = 0; i < 150; i++)
+      ids.push((await ca.ok(directFrame(bob.username, [bob.device_id], `q${i}`))).message_id);
+    const cb = await Client.connect(d, bob);
+    const r = await cb.ok({ type: 'chat.ack', upto: ids[149] });
+    assert.equal(r.acked, 150, 'every queued envelope up to the cursor');
+    const got = new Map();
+    while (got.size < 150) {
+      for (const x of (await ca.nextType('chat.receipt')).receipts) {
+        assert.equal(x.status, 'delivered');
+        got.set(x.message_id, (got.get(x.message_id) ?? 0) + 1);
+      }
+    }
+    assert.deepEqual([...got.keys()].sort((a, b) => a - b), ids);
+    assert.ok([...got.values()].every((n) => n === 1), 'one receipt per message');
+    const st = await ca.ok({ type: 'chat.status', message_ids: [ids[0], ids[75], ids[149]] });
+    assert.deepEqual(st.statuses.map((x) => x.status), ['delivered', 'delivered', 'delivered']);
+    assert.equal((await cb.ok({ type: 'chat.ack', upto: ids[149] })).acked, 0, 'nothing left to acknowledge');
+    assert.equal((await cb.sync()).queued, 0);
+    ca.close(); cb.close();
+  });
+});
+
 describe('chat: contacts and presence', () => {
   let d;
   before(async () => { d = await startChat(); });
