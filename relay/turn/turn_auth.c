@@ -34,7 +34,7 @@ static pl_stun_nonce_key_t nonce_key(const pl_turn_server_t *s)
 static int challenge(pl_turn_server_t *s, const pl_turn_conn_t *conn, const pl_stun_msg_t *m,
                      int code)
 {
-    if (!pl_turn_rate_ok(s, &conn->client, pl_turn_now_ms(s)))
+    if (!pl_turn_rate_ok(s, conn, pl_turn_now_ms(s)))
         return code;
     pl_turn_reply_t r;
     pl_turn_reply_start(s, &r, m, PL_STUN_CLASS_ERROR, NULL);

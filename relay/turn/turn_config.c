@@ -68,7 +68,7 @@ static const pl_opt_def_t turn_defs[] = {
     {"turn", "alternate_servers", PL_OPT_LIST, "", 0, PL_TURN_MAX_ALT, NULL, R,
      "host:port list; when set, new allocations are redirected round-robin with 300 ALTERNATE-SERVER (coturn alternate-server)"},
     {"turn", "unauth_rate", PL_OPT_INT, "100", 0, 1000000, NULL, R,
-     "Unauthenticated requests per second answered per source IP (over all relay threads); 0 = no limit"},
+     "Unauthenticated UDP requests per second answered per source IP (over all relay threads; TCP/TLS clients are not limited); 0 = no limit"},
     {"turn", "max_unallocated_per_ip", PL_OPT_INT, "64", 0, 1000000, NULL, R,
      "TCP/TLS client connections from one source IP that have no allocation (yet); more are closed at once (0 = no limit)"},
     {"turn", "software", PL_OPT_STRING, "parley", 0, 127, NULL, R,

@@ -610,8 +610,11 @@ void pl_turn_reply_send(pl_turn_server_t *s, pl_turn_reply_t *r, const pl_turn_c
 /* Sends an error response with code (and reason NULL = standard phrase). */
 void pl_turn_reply_error(pl_turn_server_t *s, const pl_turn_conn_t *conn,
                          const pl_stun_msg_t *req, const pl_turn_auth_t *auth, int code);
-/* Per-source token bucket for unauthenticated responses; false = drop (counted). */
-bool pl_turn_rate_ok(pl_turn_server_t *s, const pl_sockaddr_t *src, uint64_t now_ms);
+/* Per-source token bucket for unauthenticated responses over UDP; false = drop
+ * (counted). Stream clients are never limited here: their address is proven by the
+ * handshake, so they cannot aim our answers at anyone else, and their number per address
+ * is capped at accept (turn.max_unallocated_per_ip). */
+bool pl_turn_rate_ok(pl_turn_server_t *s, const pl_turn_conn_t *conn, uint64_t now_ms);
 static inline void pl_turn_drop(pl_turn_server_t *s, pl_turn_drop_t why)
 {
     pl_metric_inc(s->shard, s->mid->drops[why]);

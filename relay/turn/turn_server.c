@@ -3,11 +3,12 @@
  * 420 check (RFC 8489 §6.3.1), response building (SOFTWARE, integrity, FINGERPRINT),
  * the unauthenticated-response rate limit, expiry sweeps and /stats.
  *
- * Unauthenticated responses (Binding, 400, 401, 420, 438) carry no SOFTWARE and go
- * through a per-source token bucket (turn.unauth_rate), shared by all relay threads
- * (pl_turn_shared_t.rl) since SO_REUSEPORT spreads one source's ports over them, so the
- * server is a poor reflector: a 20-byte Binding request gets 44 bytes (52 with FINGERPRINT), the
- * smallest Allocate (28 bytes) a 120-byte 401 with realm "example.org" (x4.3).
+ * Unauthenticated responses (Binding, 400, 401, 420, 438) carry no SOFTWARE and, over
+ * UDP, go through a per-source token bucket (turn.unauth_rate) shared by all relay
+ * threads (pl_turn_shared_t.rl; SO_REUSEPORT spreads one source's ports over them), so
+ * the server is a poor reflector: a 20-byte Binding request gets 44 bytes (52 with
+ * FINGERPRINT), the smallest Allocate (28 bytes) a 120-byte 401 with realm
+ * "example.org" (x4.3). Stream clients proved their address in the handshake.
  *
  * What it does not: sockets and time (the I/O interface), method logic on allocations
  * (turn_allocate.c, turn_perm.c), authentication (turn_auth.c).
@@ -123,17 +124,18 @@ void pl_turn_reply_error(pl_turn_server_t *s, const pl_turn_conn_t *conn,
 static void reply_unauth_error(pl_turn_server_t *s, const pl_turn_conn_t *conn,
                                const pl_stun_msg_t *req, int code)
 {
-    if (pl_turn_rate_ok(s, &conn->client, pl_turn_now_ms(s)))
+    if (pl_turn_rate_ok(s, conn, pl_turn_now_ms(s)))
         pl_turn_reply_error(s, conn, req, NULL, code);
 }
 
 /* ---- unauthenticated rate limit ----------------------------------------------- */
 
-bool pl_turn_rate_ok(pl_turn_server_t *s, const pl_sockaddr_t *src, uint64_t now_ms)
+bool pl_turn_rate_ok(pl_turn_server_t *s, const pl_turn_conn_t *conn, uint64_t now_ms)
 {
     uint32_t rate = s->set->unauth_rate;
-    if (rate == 0)
+    if (rate == 0 || conn->transport != PL_TURN_UDP)
         return true;
+    const pl_sockaddr_t *src = &conn->client;
     uint8_t ip[16] = {0};
     if (src->sa.sa_family == AF_INET)
         memcpy(ip, &src->in4.sin_addr, 4);
@@ -175,7 +177,7 @@ bool pl_turn_rate_ok(pl_turn_server_t *s, const pl_sockaddr_t *src, uint64_t now
 static void handle_binding(pl_turn_server_t *s, const pl_turn_conn_t *conn,
                            const pl_stun_msg_t *m)
 {
-    if (!pl_turn_rate_ok(s, &conn->client, pl_turn_now_ms(s)))
+    if (!pl_turn_rate_ok(s, conn, pl_turn_now_ms(s)))
         return;
     pl_turn_reply_t r;
     pl_turn_reply_start(s, &r, m, PL_STUN_CLASS_SUCCESS, NULL);
@@ -215,7 +217,7 @@ static void handle_request(pl_turn_server_t *s, const pl_turn_conn_t *conn,
     if (n > 0) {
         /* RFC 8489 §6.3.1.1: 420 listing the comprehension-required attributes we do
          * not understand. */
-        if (!pl_turn_rate_ok(s, &conn->client, pl_turn_now_ms(s)))
+        if (!pl_turn_rate_ok(s, conn, pl_turn_now_ms(s)))
             return;
         pl_turn_reply_t r;
         pl_turn_reply_start(s, &r, m, PL_STUN_CLASS_ERROR, NULL);

@@ -407,6 +407,14 @@ static void test_unauthenticated_rate_limit(void **state)
         tenv_input(e, &r, req_plain(&r));
     }
     assert_int_equal(e->io.n_client, 31);
+    /* A stream (TCP/TLS) client proved its address: never limited here. */
+    e->conn.transport = PL_TURN_TCP;
+    for (int i = 0; i < 50; i++) {
+        req_init(e, &r, PL_STUN_METHOD_BINDING, PL_STUN_CLASS_REQUEST);
+        tenv_input(e, &r, req_plain(&r));
+    }
+    assert_int_equal(e->io.n_client, 81);
+    assert_int_equal(drops(e, PL_TURN_DROP_RATE_LIMITED), 30 + 10);
     tenv_free(e);
 }
 
