@@ -79,6 +79,22 @@ static chat_receipt_t receipt(chat_op_t *op, uint64_t message_id, int status,
                              .at = op->now_ms, .status = (uint8_t)status };
 }
 
+/* The columns of message id's row after an update: sender_id, group_id, undelivered,
+ * unread.
+ * (A separate rowid look-up rather than RETURNING, which SQLite runs through an
+ * ephemeral table of its own per execution: a B-tree and pager opened and closed for
+ * every acknowledged message.) Returns 1 with the row in *st, 0 if it is gone, < 0. */
+static int message_after(pl_store_conn_t *conn, uint64_t id, sqlite3_stmt **st)
+{
+    *st = pl_store_prepare(conn,
+        "SELECT sender_id, group_id, undelivered, unread FROM chat_messages WHERE id = ?1");
+    if (!*st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(*st, 1, (sqlite3_int64)id);
+    int rc = sqlite3_step(*st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : PL_ESTATE;
+}
+
 /* A group member's status moved (delivered or read): updates the message's counters
  * and reports the member, plus "all" when every member got there. */
 static int group_progress(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint64_t id,
@@ -95,13 +111,8 @@ static int group_progress(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, u
     int rc = pl_store_step_done(conn, st);
     if (rc < 0)
         return rc;
-    st = pl_store_prepare(conn,
-        "SELECT sender_id, group_id, undelivered, unread FROM chat_messages WHERE id = ?1");
-    if (!st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
-    if (sqlite3_step(st) != SQLITE_ROW)
-        return PL_ESTATE;
+    if ((rc = message_after(conn, id, &st)) <= 0)
+        return rc < 0 ? rc : PL_ESTATE;
     uint64_t sender = (uint64_t)sqlite3_column_int64(st, 0);
     uint64_t group = (uint64_t)sqlite3_column_int64(st, 1);
     int64_t left = sqlite3_column_int64(st, read ? 3 : 2);
@@ -109,21 +120,6 @@ static int group_progress(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, u
     o.all = left == 0;
     receipts_add(r, sender, o);
     return 0;
-}
-
-/* The columns of message id's row after an update: sender_id, group_id, undelivered.
- * (A separate rowid look-up rather than RETURNING, which SQLite runs through an
- * ephemeral table of its own per execution: a B-tree and pager opened and closed for
- * every acknowledged message.) Returns 1 with the row in *st, 0 if it is gone, < 0. */
-static int message_after(pl_store_conn_t *conn, uint64_t id, sqlite3_stmt **st)
-{
-    *st = pl_store_prepare(conn,
-        "SELECT sender_id, group_id, undelivered FROM chat_messages WHERE id = ?1");
-    if (!*st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(*st, 1, (sqlite3_int64)id);
-    int rc = sqlite3_step(*st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : PL_ESTATE;
 }
 
 /* An envelope of message id left this device's queue by acknowledgement: one fewer

@@ -24,15 +24,6 @@
  * Threading: store thread only. */
 #include "chat/chat_int.h"
 
-#include <time.h>
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int64_t query_int(pl_store_conn_t *conn, const char *sql)
 {
     sqlite3_stmt *st = pl_store_prepare(conn, sql);
@@ -63,7 +54,7 @@ int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn)
     c->ix_run = 0;
     if (top <= upto)
         return 0;
-    uint64_t t0 = mono_us();
+    uint64_t t0 = pl_now_mono_us();
     /* Receipts held for away devices (kind 2) are nobody's conversation; find covers
      * messages only (kind 0). */
     int rc = add_range(conn,
@@ -81,7 +72,7 @@ int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn)
     if (rc < 0)
         return rc;
     pl_metric_add(c->shard, c->m.ix_rows, (uint64_t)(top - upto));
-    pl_metric_observe(c->shard, c->m.ix_seconds, (double)(mono_us() - t0) / 1e6);
+    pl_metric_observe(c->shard, c->m.ix_seconds, (double)(pl_now_mono_us() - t0) / 1e6);
     return 0;
 }
 
