@@ -115,7 +115,18 @@ void pl_sig_conn_queue(pl_sig_thread_t *t, pl_sig_conn_t *c, pl_sig_out_t *out,
     c->out_tail = out;
     c->out_bytes += out->len;
     pl_metric_inc(t->shard, m_out);
-    lws_callback_on_writable(c->wsi);
+    if (!t->evloop) {
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    if (!c->flush_listed) {
+        if (t->n_flush == t->cap_flush) {
+            t->cap_flush = t->cap_flush ? 2 * t->cap_flush : 256;
+            t->flush_ids = pl_xrealloc(t->flush_ids, t->cap_flush * sizeof(*t->flush_ids));
+        }
+        t->flush_ids[t->n_flush++] = c->id;
+        c->flush_listed = true;
+    }
 }
 
 void pl_sig_conn_send(pl_sig_thread_t *t, pl_sig_conn_t *c, json_t *frame)
@@ -359,6 +370,40 @@ static int write_coalesced(pl_sig_thread_t *t, pl_sig_conn_t *c)
     if (c->out_head || c->state == PL_SIG_CONN_CLOSING)
         lws_callback_on_writable(c->wsi);
     return 0;
+}
+
+/* The frames queued during one loop iteration -- a store batch's answers, the replies
+ * to what was read -- are written when it ends, straight from the loop instead of from
+ * a WRITEABLE callback. On libev each lws_callback_on_writable is an epoll_ctl to
+ * watch for POLLOUT, a wake-up to be told the socket (nearly always) has room, and
+ * another epoll_ctl to stop watching: measured at 2.5 epoll_ctl per chat message on
+ * the gateways at moderate load (docs/BENCHMARKS.md). lws_write of raw bytes sends
+ * what the kernel takes and keeps the rest (lws_issue_raw), asking for POLLOUT itself,
+ * so the WRITEABLE path remains for what this cannot write: a connection with a
+ * partial write pending, a ping due, a close in progress, a frame too big to join,
+ * or more than one callback's share. A write error kills the connection through lws
+ * (LWS_TO_KILL_ASYNC), which calls CLOSED as on any other error. Connections are
+ * listed by id: one that closed meanwhile is simply gone. */
+void pl_sig_conn_flush(pl_sig_thread_t *t)
+{
+    for (uint32_t i = 0; i < t->n_flush; i++) {
+        pl_sig_conn_t *c = pl_sig_slot_get(t, t->flush_ids[i], PL_SIG_SLOT_WS);
+        if (!c)
+            continue;
+        c->flush_listed = false;
+        if (!c->out_head)
+            continue;
+        if (c->state == PL_SIG_CONN_CLOSING || c->ping_due || lws_partial_buffered(c->wsi)) {
+            lws_callback_on_writable(c->wsi);
+            continue;
+        }
+        int rc = write_coalesced(t, c);
+        if (rc == 1)
+            lws_callback_on_writable(c->wsi);
+        else if (rc < 0)
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+    t->n_flush = 0;
 }
 
 /* Our close, as a lingering close: the close frame (written as raw bytes after

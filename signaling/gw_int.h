@@ -158,6 +158,11 @@ typedef struct pl_sig_thread {
     lws_sorted_usec_list_t sweep_sul;
     struct pl_sig_conn *sweep_head;
     unsigned char *wbuf;            /* conn.c: queued frames joined into one write */
+    /* conn.c: connections (ids) that queued frames in this loop iteration, written at
+     * its end (libev loop only; see pl_sig_conn_flush) */
+    uint64_t *flush_ids;
+    uint32_t n_flush, cap_flush;
+    void *flush_w;                  /* the libev prepare watcher that runs the flush */
     void *evloop;                   /* libev loop lws runs on (epoll), or NULL: lws_service */
     void *foreign_loops[1];
 } pl_sig_thread_t;
@@ -200,6 +205,7 @@ typedef struct pl_sig_conn {
     bool rx_discard;                /* dropping the rest of a rejected message */
     bool ping_due;                  /* write a PING at the next writeable callback */
     bool ping_sent;                 /* a PING went out since last_rx_ms */
+    bool flush_listed;              /* in the thread's flush_ids */
 } pl_sig_conn_t;
 
 /* The HTTP per-transaction data. */
@@ -297,6 +303,9 @@ int pl_sig_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 void pl_sig_conn_sweep_start(pl_sig_thread_t *t);
 /* Closes every WebSocket of t with 1001 (drain). Service thread. */
 void pl_sig_conn_close_all(pl_sig_thread_t *t);
+/* Writes the frames queued in this loop iteration (the libev loop's prepare watcher,
+ * before it waits). Service thread. */
+void pl_sig_conn_flush(pl_sig_thread_t *t);
 /* Queues out (owned) on c; closes c as a slow consumer on overflow. */
 void pl_sig_conn_queue(pl_sig_thread_t *t, pl_sig_conn_t *c, pl_sig_out_t *out,
                        pl_metric_id_t m_out);

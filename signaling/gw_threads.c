@@ -324,6 +324,13 @@ fail:
     return rc;
 }
 
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    PL_UNUSED(loop);
+    PL_UNUSED(revents);
+    pl_sig_conn_flush(w->data);
+}
+
 static void *thread_main(void *arg)
 {
     pl_sig_thread_t *t = arg;
@@ -333,8 +340,14 @@ static void *thread_main(void *arg)
     pl_sig_thread_set_current(t);
     pl_sig_conn_sweep_start(t);
     if (t->evloop) {
+        ev_prepare *w = pl_xcalloc(1, sizeof(*w));
+        ev_prepare_init(w, on_prepare);
+        w->data = t;
+        ev_prepare_start(t->evloop, w);
+        t->flush_w = w;
         while (!atomic_load(&t->quit))
             ev_run(t->evloop, 0);
+        ev_prepare_stop(t->evloop, w);
     } else {
         while (!atomic_load(&t->quit))
             if (lws_service(t->ctx, 0) < 0)
@@ -510,6 +523,8 @@ void pl_sig_gateway_destroy(pl_sig_gateway_t *gw)
         pthread_mutex_destroy(&gw->threads[i].lock);
         free(gw->threads[i].slots);
         free(gw->threads[i].wbuf);
+        free(gw->threads[i].flush_ids);
+        free(gw->threads[i].flush_w);
     }
     for (size_t i = 0; i < gw->n_otypes; i++)
         free(gw->otypes[i].type);
