@@ -46,8 +46,8 @@ static const pl_opt_def_t defs[] = {
       "PEM certificate chain file for tls_listen (empty = no TLS listener)" },
     { "signaling", "tls_key", PL_OPT_STRING, "", 0, 4096, NULL, 0,
       "PEM private key file for tls_cert" },
-    { "signaling", "threads", PL_OPT_INT, "2", 1, 64, NULL, 0,
-      "gateway service threads (each owns its connections)" },
+    { "signaling", "threads", PL_OPT_INT, "0", 0, 64, NULL, 0,
+      "gateway service threads (each owns its connections); 0 = one per CPU core but one, at least 1 (the chat store thread takes a core under load)" },
     { "signaling", "web_root", PL_OPT_STRING, "web", 0, 4096, NULL, 0,
       "directory of static files served at / (empty = none)" },
     { "signaling", "event_loop", PL_OPT_ENUM, "libev", 0, 0, "libev|poll", 0,
@@ -166,6 +166,15 @@ static void raise_fd_limit(uint64_t want)
                     (unsigned long long)old, (unsigned long long)rl.rlim_cur);
 }
 
+/* [signaling] threads = 0: one per online core but one, at least one. */
+static unsigned gateway_threads(int64_t configured)
+{
+    if (configured > 0)
+        return (unsigned)configured;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 2 ? (unsigned)PL_MIN(n - 1, 64) : 1;
+}
+
 static void fill_gw_opts(sig_state_t *s, const pl_config_t *cfg, pl_sig_gw_opts_t *o)
 {
     s->listen = pl_xstrdup(pl_config_str(cfg, "signaling", "listen"));
@@ -176,7 +185,7 @@ static void fill_gw_opts(sig_state_t *s, const pl_config_t *cfg, pl_sig_gw_opts_
     *o = (pl_sig_gw_opts_t){
         .listen = s->listen, .tls_listen = s->tls_listen, .tls_cert = s->tls_cert,
         .tls_key = s->tls_key, .web_root = s->web_root,
-        .threads = (unsigned)pl_config_int(cfg, "signaling", "threads"),
+        .threads = gateway_threads(pl_config_int(cfg, "signaling", "threads")),
         .max_frame = (uint32_t)pl_config_int(cfg, "signaling", "max_frame_size"),
         .max_body = (uint32_t)pl_config_int(cfg, "signaling", "max_frame_size"),
         .send_queue_max = (uint32_t)pl_config_int(cfg, "signaling", "send_queue_max"),
