@@ -81,6 +81,8 @@ typedef struct chat {
     uint64_t sweep_dev, sweep_msg;  /* store thread: where the expiry scan resumes */
     unsigned ix_run;                /* store thread: messages added since the last index
                                        catch-up (a hint, chat_index.c) */
+    unsigned cid_run;               /* ... and since the last chat_ix_client catch-up */
+    struct chat_cids *cids;         /* store thread: client ids above the index (chat_index.c) */
     pl_metrics_shard_t *shard;      /* written on the store thread only */
     struct {
         pl_metric_id_t sent_direct, sent_group, events, duplicates, pushed, acked, expired,
@@ -335,6 +337,18 @@ void *chat_map_put(chat_map_t *m, uint64_t key, void *val);
 void *chat_map_del(chat_map_t *m, uint64_t key);
 /* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->keys[i]) ... */
 
+/* The client ids of the messages not yet in chat_ix_client (chat_index.c): hash of
+ * (sender, client id) -> a list of message ids. A hint checked against the row. */
+typedef struct chat_cids {
+    chat_map_t map;
+    size_t n;                       /* ids held */
+    size_t prune_at;                /* drop the indexed ones when n passes this */
+    int64_t scan_hw;                /* rows up to this id were scanned */
+    uint64_t epoch;                 /* pl_store_conn_rollbacks when built */
+    unsigned dv;                    /* SQLITE_FCNTL_DATA_VERSION at the last scan */
+    bool built, dv_valid;
+} chat_cids_t;
+
 /* ---- pure helpers (chat_util.c) -------------------------------------------------- */
 
 /* True for standard base64 (RFC 4648 §4) with padding, length a multiple of 4, > 0. */
@@ -425,15 +439,24 @@ int chat_event_emit(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
 int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id,
                        const chat_receipt_t *items, size_t n, const char *user);
 
-/* chat_index.c (store thread): the lookup indexes chat_ix_conv and chat_ix_sender
- * trail chat_messages and catch up in sorted runs. Messages added since the last
+/* chat_index.c (store thread): the lookup indexes chat_ix_conv, chat_ix_sender and
+ * chat_ix_client trail chat_messages and catch up in sorted runs. Messages added since the last
  * catch-up that make it worth another one. */
 #define CHAT_IX_RUN 16384
-/* Brings both index tables up to the newest message; run before reading them.
+/* Brings the index tables up to the newest message; run before reading them.
  * Returns 0 or a negative store error. */
 int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn);
-/* After adding a row to chat_messages: catches up every CHAT_IX_RUN rows. */
+/* Brings chat_ix_client up to the newest message. Returns 0 or a negative store error. */
+int chat_cid_catch_up(chat_t *c, pl_store_conn_t *conn);
+/* After adding a row to chat_messages: catches up each every CHAT_IX_RUN rows. */
 int chat_ix_added(chat_t *c, pl_store_conn_t *conn);
+/* The message sender sent with client_id earlier: 1 (id and created_at set), 0 none,
+ * or a negative store error. */
+int chat_cid_find(chat_t *c, pl_store_conn_t *conn, uint64_t sender, const char *client_id,
+                  uint64_t *id, uint64_t *created_at);
+/* After inserting message id with a client id (in the same request). */
+void chat_cid_added(chat_t *c, uint64_t sender, const char *client_id, uint64_t id);
+void chat_cids_free(chat_t *c);
 
 /* chat_sql.c (store thread): small shared queries. */
 /* Account id of a normalized username, or 0 (or negative on error). */

@@ -282,6 +282,7 @@ static int chat_init(const pl_sig_ctx_t *ctx, void **state)
     if (!pl_config_bool(ctx->config, "chat", "enabled"))
         return 0;
     c->mem = chat_mem_create();
+    c->cid_run = CHAT_IX_RUN / 2;       /* chat_index.c: catch-ups half a run apart */
     register_metrics(c, ctx->metrics);
     int rc = add_tables(c, ctx->gw);
     if (rc < 0) {
@@ -310,6 +311,7 @@ static void chat_destroy(void *state)
 {
     chat_t *c = state;
     chat_mem_destroy(c->mem);     /* the store has closed: no exec can run any more */
+    chat_cids_free(c);
     pthread_mutex_destroy(&c->lim_lock);
     free(c);
 }

@@ -8,10 +8,11 @@
  *   chat_envelopes    the per-device queues, ordered by message id: a direct message's
  *                     per-device ciphertext lives here and nowhere else, so deleting
  *                     the envelope at the acknowledgement deletes the ciphertext.
- *   chat_ix_conv, chat_ix_sender, chat_ix_state
- *                     the history (by conversation) and find (by sender) indexes of
- *                     chat_messages, as tables that trail it and catch up in sorted
- *                     runs (chat_index.c); version 1 had them as SQLite indexes.
+ *   chat_ix_conv, chat_ix_sender, chat_ix_client, chat_ix_state
+ *                     the history (by conversation), find (by sender) and idempotency
+ *                     (sender, client id) indexes of chat_messages, as tables that
+ *                     trail it and catch up in sorted runs (chat_index.c); version 1
+ *                     had them as SQLite indexes (version 2 the last one still).
  *   chat_group_status per-member delivered/read of group messages.
  *   chat_groups, chat_members, chat_contacts, chat_partners (who wrote to whom, for
  *   identity-change announcements), chat_settings (privacy, read receipts, last
@@ -146,6 +147,20 @@ static const pl_store_migration_t steps[] = {
       "INSERT INTO chat_ix_sender SELECT sender_id, id FROM chat_messages WHERE kind = 0"
       "  ORDER BY sender_id, id;"
       "INSERT INTO chat_ix_state(id, upto) SELECT 1, COALESCE(max(id), 0) FROM chat_messages;" },
+    /* The idempotency index trails too, up to its own mark (chat_index.c): the ids
+     * above it are found by a scan when the store starts and held in memory. */
+    { 3,
+      "CREATE TABLE chat_ix_client("
+      "  sender_id INTEGER NOT NULL,"
+      "  client_id TEXT NOT NULL,"
+      "  id INTEGER NOT NULL,"
+      "  PRIMARY KEY(sender_id, client_id)) WITHOUT ROWID;"
+      "ALTER TABLE chat_ix_state ADD COLUMN client_upto INTEGER NOT NULL DEFAULT 0;"
+      "INSERT OR IGNORE INTO chat_ix_client SELECT sender_id, client_id, id FROM chat_messages"
+      "  WHERE client_id IS NOT NULL AND id <= (SELECT upto FROM chat_ix_state WHERE id = 1)"
+      "  ORDER BY sender_id, client_id, id;"
+      "UPDATE chat_ix_state SET client_upto = upto;"
+      "DROP INDEX chat_messages_client;" },
 };
 
 const pl_store_schema_t chat_schema = { "chat", steps, PL_ARRAY_LEN(steps) };

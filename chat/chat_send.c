@@ -28,24 +28,17 @@
 
 /* ---- store thread -------------------------------------------------------------------- */
 
-/* Looks for an earlier message with this client id. Returns 1 (found: result set), 0,
- * or a negative store error. Only after a refusal or a unique-index conflict: the
- * common send pays nothing for idempotency beyond the index itself. */
+/* Looks for an earlier message with this client id (chat_index.c: the trailing
+ * chat_ix_client and the ids above it in memory). Returns 1 (found: result set), 0,
+ * or a negative store error. */
 static int find_duplicate(chat_op_t *op, pl_store_conn_t *conn, const char *client_id)
 {
-    sqlite3_stmt *st = pl_store_prepare(conn,
-        "SELECT id, created_at FROM chat_messages WHERE sender_id = ?1 AND client_id = ?2");
-    if (!st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->account_id);
-    sqlite3_bind_text(st, 2, client_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE)
-        return 0;
-    if (rc != SQLITE_ROW)
-        return PL_ESTATE;
-    op->u64[0] = (uint64_t)sqlite3_column_int64(st, 0);
-    op->u64[1] = (uint64_t)sqlite3_column_int64(st, 1);
+    uint64_t id, created_at;
+    int rc = chat_cid_find(op->chat, conn, op->account_id, client_id, &id, &created_at);
+    if (rc <= 0)
+        return rc;
+    op->u64[0] = id;
+    op->u64[1] = created_at;
     op->ival = 1;
     pl_metric_inc(op->chat->shard, op->chat->m.duplicates);
     return 1;
@@ -249,15 +242,18 @@ static int refused(chat_op_t *op, pl_store_conn_t *conn, const char *client_id)
     return rc < 0 ? rc : 0;
 }
 
-/* Inserts the message row; a duplicate client id (the unique index says so) answers
- * with the first message instead: 1 inserted, 0 duplicate, < 0 error. */
+/* Inserts the message row unless the client id was used before, which answers with
+ * the first message instead: 1 inserted, 0 duplicate, < 0 error. */
 static int insert_or_duplicate(chat_op_t *op, pl_store_conn_t *conn, const char *client_id,
                                const msg_row_t *r, uint64_t *id)
 {
-    int rc = insert_message(op, conn, client_id, r, id);
-    if (rc == -EEXIST)
-        return find_duplicate(op, conn, client_id) > 0 ? 0 : PL_ESTATE;
-    return rc < 0 ? rc : 1;
+    int rc = find_duplicate(op, conn, client_id);
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if ((rc = insert_message(op, conn, client_id, r, id)) < 0)
+        return rc;
+    chat_cid_added(op->chat, op->account_id, client_id, *id);
+    return 1;
 }
 
 static void deliver_envs(chat_op_t *op, chat_msgdata_t *md, const chat_env_t *envs, size_t n)

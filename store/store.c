@@ -222,6 +222,7 @@ static void run_batch(pl_store_t *st, pl_store_req_t *head, size_t n)
         }
         run_one(st, r);
         if (sqlite3_get_autocommit(pl_store_db(&st->conn))) {
+            st->conn.rollbacks++;
             pl_log_error("store.tx.aborted", "batch=%zu", n);
             fail_range(tx_first, r->next, PL_ESTATE);
             tx_first = r->next;
@@ -230,6 +231,7 @@ static void run_batch(pl_store_t *st, pl_store_req_t *head, size_t n)
     }
     if (in_tx && tx(st, "COMMIT") < 0) {
         tx(st, "ROLLBACK");
+        st->conn.rollbacks++;
         fail_range(tx_first, NULL, PL_ESTATE);
         atomic_fetch_add(&st->n_commit_failures, 1);
         if (st->shard)

@@ -104,6 +104,11 @@ sqlite3 *pl_store_db(pl_store_conn_t *conn)
     return conn->db;
 }
 
+uint64_t pl_store_conn_rollbacks(const pl_store_conn_t *conn)
+{
+    return conn->rollbacks;
+}
+
 static size_t slot_hash(const char *sql, size_t cap)
 {
     uintptr_t h = (uintptr_t)sql;

@@ -21,6 +21,7 @@ struct pl_store_conn {
     const char **used;              /* keys of the slots to reset after the request */
     size_t n_used;
     size_t used_cap;
+    uint64_t rollbacks;             /* whole transactions rolled back (store thread) */
 };
 
 /* Opens path with the pragmas of opts. Returns 0 or PL_ESTATE (logged). */

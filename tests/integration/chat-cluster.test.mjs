@@ -5,7 +5,8 @@
 // read receipts come back across; a message for a device that is offline waits in the
 // shared queue and is drained by whichever node the device connects to; copies of a
 // sent message and read sync reach the user's devices on the other node; a group with
-// members on both nodes gets its events and its fan-out everywhere.
+// members on both nodes gets its events and its fan-out everywhere; a resend through
+// the other node is answered with the first message.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -66,6 +67,37 @@ describe('chat on two nodes', () => {
     const st = await ca.ok({ type: 'chat.status', message_ids: [sent.message_id] });
     assert.equal(st.statuses[0].status, 'read');
     ca.close(); cb.close();
+  });
+
+  test('a resend through the other node returns the first message (client ids of both nodes)', async () => {
+    // Each node keeps the client ids above its idempotency index in memory
+    // (chat_index.c): a send the other node committed must be found too.
+    const alice = await register(n1), bob = await register(n1);
+    const f1 = directFrame(bob.username, [bob.device_id], 'one', 'cross-1');
+    const f2 = directFrame(bob.username, [bob.device_id], 'two', 'cross-2');
+    let ca = await Client.connect(n1, alice);
+    const s1 = await ca.ok(f1);                 // n1 has seen client ids from now on
+    ca.close();
+    ca = await Client.connect(n2, alice);
+    const s2 = await ca.ok(f2);                 // committed by n2
+    assert.equal((await ca.ok(f1)).message_id, s1.message_id);
+    ca.close();
+    ca = await Client.connect(n1, alice);
+    for (const [f, s] of [[f2, s2], [f1, s1]]) {
+      const again = await ca.ok(f);
+      assert.deepEqual([again.message_id, again.sent_at, again.duplicate],
+        [s.message_id, s.sent_at, true]);
+    }
+    ca.close();
+    const cb = await Client.connect(n2, bob, { sync: true });
+    const got = [];
+    for (;;) {
+      const x = await cb.next();
+      if (x.type === 'chat.queue_empty') break;
+      if (x.type === 'chat.message') got.push(unb64(x.body));
+    }
+    assert.deepEqual(got, [`one@${bob.device_id}`, `two@${bob.device_id}`]);
+    cb.close();
   });
 
   test('copies for the sender\'s device on the other node, and read sync across nodes', async () => {

@@ -4,7 +4,12 @@
  * nowhere), a second one finds nothing to do, a catch-up rolled back with its request
  * leaves nothing behind and the next one indexes the rows that really exist, the
  * schema step from version 1 indexes the messages already there, and chat_ix_added
- * catches up every CHAT_IX_RUN rows. */
+ * catches up every CHAT_IX_RUN rows. The idempotency look-up (chat_cid_find): a client
+ * id is found in memory before its catch-up and in chat_ix_client after, a rolled-back
+ * insert whose id another message took is no answer, a row committed by another
+ * connection is found, 40,000 ids all stay findable across catch-ups and prunes, a
+ * whole transaction rolled back by the store rebuilds the memory, and the schema step
+ * moves the client ids of old rows into chat_ix_client. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,7 +19,9 @@
 #include "store/store_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct fx {
     pl_store_conn_t conn;
@@ -50,10 +57,10 @@ static const char *txt(pl_store_conn_t *conn, const char *sql)
 }
 
 /* steps: how many of chat's schema steps to apply (the rest is up to the test). */
-static fx_t *open_fx(size_t steps)
+static fx_t *open_fx_at(size_t steps, const char *path)
 {
     fx_t *f = calloc(1, sizeof(*f));
-    assert_int_equal(pl_store_conn_open(&f->conn, ":memory:", true), 0);
+    assert_int_equal(pl_store_conn_open(&f->conn, path, true), 0);
     exec_ok(&f->conn, "CREATE TABLE accounts(id INTEGER PRIMARY KEY, username TEXT);"
                       "CREATE TABLE devices(id INTEGER PRIMARY KEY, account_id INTEGER);");
     for (size_t i = 0; i < steps; i++)
@@ -66,8 +73,14 @@ static fx_t *open_fx(size_t steps)
     return f;
 }
 
+static fx_t *open_fx(size_t steps)
+{
+    return open_fx_at(steps, ":memory:");
+}
+
 static void close_fx(fx_t *f)
 {
+    chat_cids_free(&f->chat);
     pl_store_conn_close(&f->conn);
     pl_metrics_destroy(f->reg);
     free(f);
@@ -154,8 +167,14 @@ static void test_migration_indexes_old_rows(void **state)
     add(f, 0, 1, 1, 2);
     add(f, 2, 1, 0, 0);
     add(f, 0, 2, 1, 2);
+    exec_ok(&f->conn, "UPDATE chat_messages SET client_id = 'k' || id WHERE kind = 0");
     for (size_t i = 1; i < chat_schema.n_steps; i++)
         exec_ok(&f->conn, chat_schema.steps[i].sql);
+    assert_string_equal(txt(&f->conn, "SELECT group_concat(sender_id || client_id || id) FROM"
+                                   " (SELECT * FROM chat_ix_client ORDER BY id)"), "1k11,2k33");
+    assert_int_equal(one(&f->conn, "SELECT client_upto FROM chat_ix_state"), 3);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                                   " AND name = 'chat_messages_client'"), 0);
     assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"), 3);
     assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_conv WHERE conv_b = 2"), 2);
     assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_conv"), 2);
@@ -185,6 +204,131 @@ static void test_added_runs(void **state)
     close_fx(f);
 }
 
+/* A message from sender with client id cid, as chat_send.c adds it; returns its id. */
+static uint64_t add_cid(fx_t *f, int sender, const char *cid)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "INSERT INTO chat_messages(kind, sender_id, sender_device,"
+             " client_id, conv_a, conv_b, created_at, expires_at)"
+             " VALUES (0, %d, 1, '%s', 1, 2, %d, 1)", sender, cid, 1000 + sender);
+    exec_ok(&f->conn, sql);
+    uint64_t id = (uint64_t)sqlite3_last_insert_rowid(f->conn.db);
+    chat_cid_added(&f->chat, (uint64_t)sender, cid, id);
+    return id;
+}
+
+/* chat_cid_find: returns the id found, 0 for none. */
+static uint64_t find(fx_t *f, int sender, const char *cid)
+{
+    uint64_t id = 0, at = 0;
+    int rc = chat_cid_find(&f->chat, &f->conn, (uint64_t)sender, cid, &id, &at);
+    pl_store_conn_reset_used(&f->conn);
+    assert_true(rc >= 0);
+    if (rc == 0)
+        return 0;
+    assert_int_equal(at, 1000 + sender);
+    return id;
+}
+
+static void test_client_ids(void **state)
+{
+    (void)state;
+    fx_t *f = open_fx(chat_schema.n_steps);
+    assert_int_equal(find(f, 1, "a"), 0);
+    uint64_t a = add_cid(f, 1, "a");
+    assert_int_equal(find(f, 1, "a"), a);                       /* in memory */
+    assert_int_equal(find(f, 2, "a"), 0);                       /* another sender's */
+    assert_int_equal(find(f, 1, "b"), 0);
+    assert_int_equal(catch_up(f), 0);                           /* history and find only */
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_client"), 0);
+    assert_int_equal(chat_cid_catch_up(&f->chat, &f->conn), 0);
+    pl_store_conn_reset_used(&f->conn);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_client"), 1);
+    assert_int_equal(one(&f->conn, "SELECT client_upto FROM chat_ix_state"), 1);
+    chat_cids_free(&f->chat);                                   /* as after a restart */
+    assert_int_equal(find(f, 1, "a"), a);                       /* from chat_ix_client */
+    /* A request inserts and rolls back; the next message takes the same id. */
+    exec_ok(&f->conn, "BEGIN; SAVEPOINT req;");
+    assert_int_equal(find(f, 1, "p"), 0);
+    uint64_t p = add_cid(f, 1, "p");
+    exec_ok(&f->conn, "ROLLBACK TO req; RELEASE req;");
+    uint64_t q = add_cid(f, 2, "q");
+    assert_int_equal(q, p);
+    exec_ok(&f->conn, "COMMIT;");
+    assert_int_equal(find(f, 1, "p"), 0);                       /* the entry is no answer */
+    assert_int_equal(find(f, 2, "q"), q);
+    /* Not in memory yet (a restart), above upto: the start-up scan finds it. */
+    chat_cids_free(&f->chat);
+    assert_int_equal(find(f, 2, "q"), q);
+    close_fx(f);
+}
+
+static void test_client_ids_other_connection(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/parley-test-cid-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    fx_t *f = open_fx_at(chat_schema.n_steps, path);
+    exec_ok(&f->conn, "BEGIN IMMEDIATE;");
+    assert_int_equal(find(f, 7, "z"), 0);
+    exec_ok(&f->conn, "COMMIT;");
+    sqlite3 *other = NULL;                  /* another node sharing the database file */
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "INSERT INTO chat_messages(kind, sender_id,"
+        " sender_device, client_id, conv_a, conv_b, created_at, expires_at)"
+        " VALUES (0, 7, 1, 'z', 1, 2, 1007, 1)", NULL, NULL, NULL), SQLITE_OK);
+    uint64_t z = (uint64_t)sqlite3_last_insert_rowid(other);
+    sqlite3_close(other);
+    exec_ok(&f->conn, "BEGIN IMMEDIATE;");
+    assert_int_equal(find(f, 7, "z"), z);
+    exec_ok(&f->conn, "COMMIT;");
+    close_fx(f);
+    unlink(path);
+    char aux[sizeof(path) + 8];
+    snprintf(aux, sizeof aux, "%s-wal", path);
+    unlink(aux);
+    snprintf(aux, sizeof aux, "%s-shm", path);
+    unlink(aux);
+}
+
+static void test_client_ids_many(void **state)
+{
+    (void)state;
+    enum { N = 40000 };
+    fx_t *f = open_fx(chat_schema.n_steps);
+    char cid[32];
+    exec_ok(&f->conn, "BEGIN;");
+    for (int i = 0; i < N; i++) {
+        snprintf(cid, sizeof cid, "c%d", i);
+        assert_int_equal(find(f, 1 + i % 100, cid), 0);
+        add_cid(f, 1 + i % 100, cid);
+        assert_int_equal(chat_ix_added(&f->chat, &f->conn), 0);
+        pl_store_conn_reset_used(&f->conn);
+    }
+    exec_ok(&f->conn, "COMMIT;");
+    assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"), 2 * CHAT_IX_RUN);
+    assert_int_equal(one(&f->conn, "SELECT client_upto FROM chat_ix_state"), 2 * CHAT_IX_RUN);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_client"), 2 * CHAT_IX_RUN);
+    assert_true(f->chat.cids->n < N);                           /* pruned */
+    for (int i = 0; i < N; i++) {
+        snprintf(cid, sizeof cid, "c%d", i);
+        assert_int_equal(find(f, 1 + i % 100, cid), (uint64_t)i + 1);
+    }
+    /* The store rolls a whole transaction back: the memory is rebuilt from the rows
+     * above upto, without the rolled-back ones. */
+    exec_ok(&f->conn, "BEGIN;");
+    add_cid(f, 5, "gone");
+    exec_ok(&f->conn, "ROLLBACK;");
+    f->conn.rollbacks++;
+    assert_int_equal(find(f, 5, "gone"), 0);
+    assert_int_equal(f->chat.cids->n, N - 2 * CHAT_IX_RUN);
+    assert_int_equal(find(f, 1, "c0"), 1);
+    assert_int_equal(find(f, 1 + (N - 1) % 100, "c39999"), N);
+    close_fx(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +336,9 @@ int main(void)
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_migration_indexes_old_rows),
         cmocka_unit_test(test_added_runs),
+        cmocka_unit_test(test_client_ids),
+        cmocka_unit_test(test_client_ids_other_connection),
+        cmocka_unit_test(test_client_ids_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

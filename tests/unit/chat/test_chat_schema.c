@@ -73,12 +73,11 @@ static void test_client_ids(void **state)
 {
     (void)state;
     sqlite3 *db = open_db();
-    exec_ok(db, "INSERT INTO chat_messages(kind, sender_id, sender_device, client_id, conv_a,"
-                " conv_b, created_at, expires_at) VALUES (0, 1, 10, 'same', 1, 2, 0, 1),"
-                " (0, 2, 20, 'same', 1, 2, 0, 1);");
-    assert_int_not_equal(sqlite3_exec(db, "INSERT INTO chat_messages(kind, sender_id,"
-        " sender_device, client_id, conv_a, conv_b, created_at, expires_at)"
-        " VALUES (0, 1, 10, 'same', 1, 2, 0, 1)", NULL, NULL, NULL), SQLITE_OK);
+    /* The idempotency index is chat_ix_client, trailing the messages (chat_index.c,
+     * tests/unit/chat/test_chat_index.c); its key is unique. */
+    exec_ok(db, "INSERT INTO chat_ix_client VALUES (1, 'same', 1), (2, 'same', 2);");
+    assert_int_not_equal(sqlite3_exec(db, "INSERT INTO chat_ix_client VALUES (1, 'same', 3)",
+                                      NULL, NULL, NULL), SQLITE_OK);
     /* An envelope for a device that does not exist is refused (foreign key). */
     assert_int_not_equal(sqlite3_exec(db, "INSERT INTO chat_envelopes VALUES (99, 2, 1, 0, 'x')",
                                       NULL, NULL, NULL), SQLITE_OK);
