@@ -125,8 +125,10 @@ static int group_progress(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, u
 /* An envelope of message id left this device's queue by acknowledgement: one fewer
  * pending (a group's ciphertext goes with the last), and "delivered" when this is the
  * recipient's (or group member's) first device. The common case -- a direct message's
- * first device -- is one update and one look-up. */
-static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint64_t id)
+ * first device -- is one update, plus a look-up of the sender when the caller does not
+ * know it (sender 0). */
+static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint64_t id,
+                      uint64_t sender)
 {
     sqlite3_stmt *st = pl_store_prepare(conn,
         "UPDATE chat_messages SET pending = pending - 1, delivered_at = ?2 WHERE id = ?1"
@@ -140,10 +142,12 @@ static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint6
     if (rc < 0)
         return rc;
     if (sqlite3_changes(pl_store_db(conn)) > 0) {
-        if ((rc = message_after(conn, id, &st)) <= 0)
-            return rc < 0 ? rc : PL_ESTATE;
-        receipts_add(r, (uint64_t)sqlite3_column_int64(st, 0),
-                     receipt(op, id, CHAT_RCPT_DELIVERED, 0));
+        if (!sender) {
+            if ((rc = message_after(conn, id, &st)) <= 0)
+                return rc < 0 ? rc : PL_ESTATE;
+            sender = (uint64_t)sqlite3_column_int64(st, 0);
+        }
+        receipts_add(r, sender, receipt(op, id, CHAT_RCPT_DELIVERED, 0));
         return 0;
     }
     st = pl_store_prepare(conn,
@@ -180,9 +184,10 @@ static int settle_ack(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r, uint6
 
 /* ---- chat.ack ------------------------------------------------------------------------ */
 
-/* The envelopes in ids[] left device d's queue: settles each message. */
+/* The envelopes in ids[] (from senders[], 0 when not known) left device d's queue:
+ * settles each message. */
 static int ack_deleted(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts_t *r,
-                       const uint64_t *ids, size_t n)
+                       const uint64_t *ids, const uint64_t *senders, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         op->u64[0]++;
@@ -190,33 +195,44 @@ static int ack_deleted(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, rece
             d->queued--;
         if (ids[i] <= d->pushed_upto && d->inflight > 0)
             d->inflight--;
-        int e = settle_ack(op, conn, r, ids[i]);
+        int e = settle_ack(op, conn, r, ids[i], senders[i]);
         if (e < 0)
             return e;
     }
     return 0;
 }
 
-/* Acknowledgement up to a cursor: the queued ids up to it (one range read), then one
- * range delete. Returns 0 or < 0. */
+/* Acknowledgement up to a cursor: the queued ids up to it with their senders (one
+ * range read; the join is a rowid look-up inside it, cheaper than a statement per
+ * message afterwards), then one range delete. Returns 0 or < 0. */
 static int ack_upto(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts_t *r)
 {
     sqlite3_stmt *st = pl_store_prepare(conn,
-        "SELECT message_id FROM chat_envelopes WHERE device_id = ?1 AND message_id <= ?2");
+        "SELECT e.message_id, m.sender_id FROM chat_envelopes e"
+        " JOIN chat_messages m ON m.id = e.message_id"
+        " WHERE e.device_id = ?1 AND e.message_id <= ?2");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)op->device_id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)op->target);
-    uint64_t small[64], *ids = small;
-    size_t n = 0, cap = PL_ARRAY_LEN(small);
+    uint64_t small[2][64], *ids = small[0], *senders = small[1];
+    size_t n = 0, cap = PL_ARRAY_LEN(small[0]);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
+            uint64_t *ni = pl_xmalloc(2 * cap * sizeof(*ids)), *ns = pl_xmalloc(2 * cap * sizeof(*ids));
+            memcpy(ni, ids, n * sizeof(*ids));
+            memcpy(ns, senders, n * sizeof(*ids));
+            if (ids != small[0]) {
+                free(ids);
+                free(senders);
+            }
+            ids = ni;
+            senders = ns;
             cap *= 2;
-            ids = ids == small ? memcpy(pl_xmalloc(cap * sizeof(*ids)), small, sizeof(small))
-                               : pl_xrealloc(ids, cap * sizeof(*ids));
         }
-        ids[n++] = (uint64_t)sqlite3_column_int64(st, 0);
+        ids[n] = (uint64_t)sqlite3_column_int64(st, 0);
+        senders[n++] = (uint64_t)sqlite3_column_int64(st, 1);
     }
     rc = rc == SQLITE_DONE ? 0 : PL_ESTATE;
     if (rc == 0 && n) {
@@ -231,9 +247,11 @@ static int ack_upto(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipt
         }
     }
     if (rc == 0)
-        rc = ack_deleted(op, conn, d, r, ids, n);
-    if (ids != small)
+        rc = ack_deleted(op, conn, d, r, ids, senders, n);
+    if (ids != small[0]) {
         free(ids);
+        free(senders);
+    }
     return rc;
 }
 
@@ -250,7 +268,8 @@ static int ack_one(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts
     int rc = pl_store_step_done(conn, st);
     if (rc < 0 || sqlite3_changes(pl_store_db(conn)) == 0)
         return rc;
-    return ack_deleted(op, conn, d, r, &id, 1);
+    uint64_t unknown = 0;
+    return ack_deleted(op, conn, d, r, &id, &unknown, 1);
 }
 
 static int exec_ack(chat_op_t *op, pl_store_conn_t *conn)
