@@ -492,7 +492,7 @@ static int open_listener(pl_turn_thread_t *th, listener_t *l, const pl_sockaddr_
     return pl_loop_add_fd(th->loop, l->fd, PL_IO_READ, on_listener, l);
 }
 
-int pl_turn_thread_create(const pl_turn_thread_cfg_t *cfg, pl_turn_thread_t **out)
+static int create_once(const pl_turn_thread_cfg_t *cfg, pl_turn_thread_t **out)
 {
     pl_turn_thread_t *th = pl_xcalloc(1, sizeof *th);
     char name[16];
@@ -532,6 +532,21 @@ fail:
     pl_turn_thread_destroy(th);
     *out = NULL;
     return rc;
+}
+
+int pl_turn_thread_create(const pl_turn_thread_cfg_t *cfg, pl_turn_thread_t **out)
+{
+    /* Port 0 (any free port): UDP picks one and TCP binds the same number, which another
+     * socket may hold -- the ephemeral port of some outgoing connection, say. Then pick
+     * again, a few times. A configured port that is taken fails at once. */
+    bool any = false;
+    for (size_t i = 0; i < cfg->n_listen && i < PL_TURN_MAX_LISTEN; i++)
+        any |= pl_sockaddr_port(&cfg->listen[i]) == 0;
+    for (int attempt = 1;; attempt++) {
+        int rc = create_once(cfg, out);
+        if (rc != -EADDRINUSE || !any || attempt == 8)
+            return rc;
+    }
 }
 
 void pl_turn_thread_listen_addr(const pl_turn_thread_t *th, size_t i, pl_sockaddr_t *out)
