@@ -202,6 +202,22 @@ static int ack_deleted(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, rece
     return 0;
 }
 
+/* Deletes this device's envelope of message id (by its whole key: SQLite deletes in
+ * one pass, where a range delete first collects the keys in an ephemeral table). */
+static int delete_envelope(chat_op_t *op, pl_store_conn_t *conn, uint64_t id)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id = ?2");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->device_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+    return pl_store_step_done(conn, st);
+}
+
+/* Up to this many envelopes an acknowledgement deletes one by one. */
+#define ACK_DELETE_EACH 8
+
 /* Acknowledgement up to a cursor: the queued ids up to it with their senders (one
  * range read; the join is a rowid look-up inside it, cheaper than a statement per
  * message afterwards), then one range delete. Returns 0 or < 0. */
@@ -235,7 +251,7 @@ static int ack_upto(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipt
         senders[n++] = (uint64_t)sqlite3_column_int64(st, 1);
     }
     rc = rc == SQLITE_DONE ? 0 : PL_ESTATE;
-    if (rc == 0 && n) {
+    if (rc == 0 && n > ACK_DELETE_EACH) {
         st = pl_store_prepare(conn,
             "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id <= ?2");
         if (!st)
@@ -246,6 +262,8 @@ static int ack_upto(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipt
             rc = pl_store_step_done(conn, st);
         }
     }
+    for (size_t i = 0; rc == 0 && n <= ACK_DELETE_EACH && i < n; i++)
+        rc = delete_envelope(op, conn, ids[i]);
     if (rc == 0)
         rc = ack_deleted(op, conn, d, r, ids, senders, n);
     if (ids != small[0]) {
@@ -259,13 +277,7 @@ static int ack_upto(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipt
 static int ack_one(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts_t *r,
                    uint64_t id)
 {
-    sqlite3_stmt *st = pl_store_prepare(conn,
-        "DELETE FROM chat_envelopes WHERE device_id = ?1 AND message_id = ?2");
-    if (!st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->device_id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
-    int rc = pl_store_step_done(conn, st);
+    int rc = delete_envelope(op, conn, id);
     if (rc < 0 || sqlite3_changes(pl_store_db(conn)) == 0)
         return rc;
     uint64_t unknown = 0;
