@@ -118,10 +118,10 @@ void pl_store_submit(pl_store_t *st, pl_store_req_t *req);
 /* The raw connection, for sqlite3_* calls. Borrowed. */
 sqlite3 *pl_store_db(pl_store_conn_t *conn);
 /* How many whole transactions the store rolled back on this connection (a failed
- * COMMIT, or SQLite aborting one under an I/O error): state a component keeps in memory
- * about the database since such a rollback may describe rows that are no longer
- * there. A request's own savepoint rollback (its exec returned < 0) is not counted:
- * the request knows. */
+ * COMMIT, or SQLite aborting one under an I/O error). A component that keeps facts
+ * about the database in memory compares it with the value it saw: after such a
+ * rollback those facts may describe rows that are no longer there. A request's own
+ * savepoint rollback (its exec returned < 0) is not counted: the request knows. */
 uint64_t pl_store_conn_rollbacks(const pl_store_conn_t *conn);
 /* A prepared statement for sql, cached by the sql pointer (use string literals), reset
  * and with bindings cleared. Returns a borrowed pointer valid until exec returns (the
