@@ -67,30 +67,59 @@ static int add_range(pl_store_conn_t *conn, const char *sql, int64_t from, int64
     return pl_store_step_done(conn, st);
 }
 
-int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn)
+/* One mark in chat_ix_state and the tables complete up to it. */
+typedef struct ix_set {
+    const char *get_upto;
+    const char *set_upto;               /* ?1 the old mark, ?2 the new one */
+    const char *const *adds;            /* NULL-terminated; ?1 < id <= ?2 */
+} ix_set_t;
+
+/* Receipts held for away devices (kind 2) are nobody's conversation; find covers
+ * messages only (kind 0). */
+static const char *const history_adds[] = {
+    "INSERT OR IGNORE INTO chat_ix_conv(conv_a, conv_b, id) SELECT conv_a, conv_b, id"
+    " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind <> 2"
+    " ORDER BY conv_a, conv_b, id",
+    "INSERT OR IGNORE INTO chat_ix_sender(sender_id, id) SELECT sender_id, id"
+    " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind = 0"
+    " ORDER BY sender_id, id",
+    NULL,
+};
+static const ix_set_t history_set = {
+    "SELECT upto FROM chat_ix_state WHERE id = 1",
+    "UPDATE chat_ix_state SET upto = ?2 WHERE id = 1 AND upto = ?1",
+    history_adds,
+};
+
+static const char *const client_adds[] = {
+    "INSERT OR IGNORE INTO chat_ix_client(sender_id, client_id, id)"
+    " SELECT sender_id, client_id, id FROM chat_messages"
+    " WHERE id > ?1 AND id <= ?2 AND client_id IS NOT NULL"
+    " ORDER BY sender_id, client_id, id",
+    NULL,
+};
+static const ix_set_t client_set = {
+    "SELECT client_upto FROM chat_ix_state WHERE id = 1",
+    "UPDATE chat_ix_state SET client_upto = ?2 WHERE id = 1 AND client_upto = ?1",
+    client_adds,
+};
+
+/* Adds the rows above the set's mark to its tables and moves the mark; *run restarts. */
+static int catch_up(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set, unsigned *run)
 {
-    int64_t upto = query_int(conn, "SELECT upto FROM chat_ix_state WHERE id = 1");
+    int64_t upto = query_int(conn, set->get_upto);
     int64_t top = upto < 0 ? upto : query_int(conn, "SELECT max(id) FROM chat_messages");
     if (top < 0)
         return (int)top;
-    c->ix_run = 0;
+    *run = 0;
     if (top <= upto)
         return 0;
     uint64_t t0 = pl_now_mono_us();
-    /* Receipts held for away devices (kind 2) are nobody's conversation; find covers
-     * messages only (kind 0). */
-    int rc = add_range(conn,
-        "INSERT OR IGNORE INTO chat_ix_conv(conv_a, conv_b, id) SELECT conv_a, conv_b, id"
-        " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind <> 2"
-        " ORDER BY conv_a, conv_b, id", upto, top);
+    int rc = 0;
+    for (const char *const *sql = set->adds; rc == 0 && *sql; sql++)
+        rc = add_range(conn, *sql, upto, top);
     if (rc == 0)
-        rc = add_range(conn,
-            "INSERT OR IGNORE INTO chat_ix_sender(sender_id, id) SELECT sender_id, id"
-            " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind = 0"
-            " ORDER BY sender_id, id", upto, top);
-    if (rc == 0)
-        rc = add_range(conn, "UPDATE chat_ix_state SET upto = ?2 WHERE id = 1 AND upto = ?1",
-                       upto, top);
+        rc = add_range(conn, set->set_upto, upto, top);
     if (rc < 0)
         return rc;
     pl_metric_add(c->shard, c->m.ix_rows, (uint64_t)(top - upto));
@@ -98,29 +127,14 @@ int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn)
     return 0;
 }
 
+int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn)
+{
+    return catch_up(c, conn, &history_set, &c->ix_run);
+}
+
 int chat_cid_catch_up(chat_t *c, pl_store_conn_t *conn)
 {
-    int64_t upto = query_int(conn, "SELECT client_upto FROM chat_ix_state WHERE id = 1");
-    int64_t top = upto < 0 ? upto : query_int(conn, "SELECT max(id) FROM chat_messages");
-    if (top < 0)
-        return (int)top;
-    c->cid_run = 0;
-    if (top <= upto)
-        return 0;
-    uint64_t t0 = pl_now_mono_us();
-    int rc = add_range(conn,
-        "INSERT OR IGNORE INTO chat_ix_client(sender_id, client_id, id)"
-        " SELECT sender_id, client_id, id FROM chat_messages"
-        " WHERE id > ?1 AND id <= ?2 AND client_id IS NOT NULL"
-        " ORDER BY sender_id, client_id, id", upto, top);
-    if (rc == 0)
-        rc = add_range(conn, "UPDATE chat_ix_state SET client_upto = ?2"
-                             " WHERE id = 1 AND client_upto = ?1", upto, top);
-    if (rc < 0)
-        return rc;
-    pl_metric_add(c->shard, c->m.ix_rows, (uint64_t)(top - upto));
-    pl_metric_observe(c->shard, c->m.ix_seconds, (double)(pl_now_mono_us() - t0) / 1e6);
-    return 0;
+    return catch_up(c, conn, &client_set, &c->cid_run);
 }
 
 int chat_ix_added(chat_t *c, pl_store_conn_t *conn)
@@ -226,7 +240,7 @@ static int cids_sync(chat_t *c, pl_store_conn_t *conn)
     chat_cids_t *s = c->cids;
     uint64_t epoch = pl_store_conn_rollbacks(conn);
     if (!s->built || s->epoch != epoch) {
-        int64_t upto = query_int(conn, "SELECT client_upto FROM chat_ix_state WHERE id = 1");
+        int64_t upto = query_int(conn, client_set.get_upto);
         if (upto < 0)
             return (int)upto;
         cids_clear(s);
@@ -236,7 +250,7 @@ static int cids_sync(chat_t *c, pl_store_conn_t *conn)
         s->dv_valid = false;
         s->prune_at = 2 * CHAT_IX_RUN;
     } else if (s->n > s->prune_at) {
-        int64_t upto = query_int(conn, "SELECT client_upto FROM chat_ix_state WHERE id = 1");
+        int64_t upto = query_int(conn, client_set.get_upto);
         if (upto < 0)
             return (int)upto;
         cids_prune(s, upto);
