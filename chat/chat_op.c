@@ -194,7 +194,8 @@ static void op_done(pl_store_req_t *req)
 static void put_id(pl_buf_t *b, const json_t *id)
 {
     if (json_is_integer(id)) {
-        pl_buf_printf(b, ",\"id\":%lld", (long long)json_integer_value(id));
+        pl_buf_puts(b, ",\"id\":");
+        pl_buf_put_i64(b, (int64_t)json_integer_value(id));
     } else if (json_is_string(id)) {
         pl_buf_puts(b, ",\"id\":");
         pl_buf_json_str(b, json_string_value(id));

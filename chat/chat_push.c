@@ -168,7 +168,10 @@ json_t *chat_msg_frame(const chat_msgdata_t *md, const char *body)
 
 static void put_u64(pl_buf_t *b, const char *key, uint64_t v)
 {
-    pl_buf_printf(b, ",\"%s\":%llu", key, (unsigned long long)v);
+    pl_buf_puts(b, ",\"");
+    pl_buf_puts(b, key);
+    pl_buf_puts(b, "\":");
+    pl_buf_put_u64(b, v);
 }
 
 static const char *const rcpt_status[] = { "delivered", "read", "expired" };
@@ -178,8 +181,11 @@ void chat_receipts_text(const chat_receipt_t *items, size_t n, const char *user,
     pl_buf_puts(b, "{\"type\":\"chat.receipt\",\"receipts\":[");
     for (size_t i = 0; i < n; i++) {
         const chat_receipt_t *r = &items[i];
-        pl_buf_printf(b, "%s{\"message_id\":%llu,\"status\":\"%s\"", i ? "," : "",
-                      (unsigned long long)r->message_id, rcpt_status[r->status % 3]);
+        pl_buf_puts(b, i ? ",{\"message_id\":" : "{\"message_id\":");
+        pl_buf_put_u64(b, r->message_id);
+        pl_buf_puts(b, ",\"status\":\"");
+        pl_buf_puts(b, rcpt_status[r->status % 3]);
+        pl_buf_puts(b, "\"");
         if (user[0]) {
             pl_buf_puts(b, ",\"user\":");
             pl_buf_json_str(b, user);
@@ -223,7 +229,9 @@ void chat_msg_text(const chat_msgdata_t *md, const char *body, pl_buf_t *b)
         pl_buf_puts(b, ",\"client_id\":");
         pl_buf_json_str(b, md->client_id);
     }
-    pl_buf_printf(b, ",\"ctype\":%d,\"body\":", md->ctype);
+    pl_buf_puts(b, ",\"ctype\":");
+    pl_buf_put_i64(b, md->ctype);
+    pl_buf_puts(b, ",\"body\":");
     pl_buf_json_str(b, body ? body : "");
     put_u64(b, "sent_at", md->sent_at);
     pl_buf_puts(b, "}");

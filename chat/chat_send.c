@@ -442,9 +442,11 @@ static int exec_group(chat_op_t *op, pl_store_conn_t *conn)
 
 static void text_send(chat_op_t *op, pl_buf_t *b)
 {
-    pl_buf_printf(b, ",\"message_id\":%llu,\"sent_at\":%llu,\"duplicate\":%s",
-                  (unsigned long long)op->u64[0], (unsigned long long)op->u64[1],
-                  op->ival ? "true" : "false");
+    pl_buf_puts(b, ",\"message_id\":");
+    pl_buf_put_u64(b, op->u64[0]);
+    pl_buf_puts(b, ",\"sent_at\":");
+    pl_buf_put_u64(b, op->u64[1]);
+    pl_buf_puts(b, op->ival ? ",\"duplicate\":true" : ",\"duplicate\":false");
 }
 
 static void finish_send(chat_op_t *op, json_t *f)

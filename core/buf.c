@@ -72,6 +72,27 @@ void pl_buf_printf(pl_buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void pl_buf_put_u64(pl_buf_t *b, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    pl_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+void pl_buf_put_i64(pl_buf_t *b, int64_t v)
+{
+    if (v < 0) {
+        pl_buf_append(b, "-", 1);
+        pl_buf_put_u64(b, -(uint64_t)v);        /* exact for INT64_MIN too */
+    } else {
+        pl_buf_put_u64(b, (uint64_t)v);
+    }
+}
+
 void pl_buf_json_str(pl_buf_t *b, const char *s)
 {
     pl_buf_append(b, "\"", 1);

@@ -107,7 +107,7 @@ json_t *pl_sig_frame_parse(const char *data, size_t len, const char **type, json
     v->message[0] = '\0';
     /* Duplicate keys are rejected: two "type" members would let a proxy and the
      * server disagree about what a frame is. */
-    json_t *frame = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    json_t *frame = pl_sig_json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!frame) {
         fail(v, PL_SIG_ERR_BAD_JSON, "invalid JSON: ", jerr.text);
         return NULL;

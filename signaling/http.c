@@ -172,7 +172,8 @@ static int run_route(pl_sig_thread_t *t, pl_sig_http_t *h)
     h->dispatched = true;
     if (h->route->r->needs_body) {
         json_error_t jerr;
-        body = h->body ? json_loadb(h->body, h->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+        body = h->body ? pl_sig_json_loadb(h->body, h->body_len, JSON_REJECT_DUPLICATES, &jerr)
+                       : NULL;
         if (!json_is_object(body)) {
             json_decref(body);
             return respond_now(t, h, 400, PL_SIG_ERR_BAD_JSON,

@@ -32,7 +32,10 @@ static void put_u64(pl_buf_t *out, const char *key, uint64_t v)
 {
     /* JSON integers are signed 64-bit in jansson: ids and cookies travel as their two's
      * complement bit pattern and come back exact. */
-    pl_buf_printf(out, ",\"%s\":%lld", key, (long long)v);
+    pl_buf_puts(out, ",\"");
+    pl_buf_puts(out, key);
+    pl_buf_puts(out, "\":");
+    pl_buf_put_i64(out, (int64_t)v);
 }
 
 void pl_env_encode(const pl_env_t *e, const char *frame_text, size_t frame_len, pl_buf_t *out)
@@ -136,7 +139,7 @@ static bool decode_fields(const json_t *o, pl_env_t *e)
 int pl_env_decode(const char *data, size_t len, pl_env_t *out)
 {
     memset(out, 0, sizeof(*out));
-    json_t *o = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *o = pl_sig_json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
     json_t *v = json_object_get(o, "v");
     json_t *op = json_object_get(o, "op");
     if (!json_is_object(o) || !json_is_integer(v) || json_integer_value(v) != ENV_VERSION ||

@@ -38,6 +38,15 @@ pl_sig_err_t pl_sig_err_from_code(const char *code);
 /* True for errors caused by a misbehaving client; they count towards max_errors. */
 bool pl_sig_err_is_abuse(pl_sig_err_t e);
 
+/* ---- JSON (json_parse.c: pure) ----------------------------------------------------- */
+
+/* json_loadb(data, len, flags, err) with the same result on every input, faster on the
+ * common one (yajl's lexer builds the tree; jansson parses whatever yajl might read
+ * differently, and reports every error). flags: JSON_REJECT_DUPLICATES, optionally
+ * with JSON_DECODE_ANY. Returns an owned value, or NULL with err filled in (err may be
+ * NULL). */
+json_t *pl_sig_json_loadb(const char *data, size_t len, size_t flags, json_error_t *err);
+
 /* ---- frames (frame.c: pure) ------------------------------------------------------ */
 
 #define PL_SIG_TYPE_MAX 64

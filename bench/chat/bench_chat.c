@@ -88,6 +88,8 @@ static uint32_t *lat;               /* µs per delivery in the measured interval
 static size_t n_lat, cap_lat;
 static uint32_t *sent_lat;
 static size_t n_sent_lat, cap_sent_lat;
+static uint32_t *gen_lag;           /* µs a measured send left after its scheduled time */
+static size_t n_gen_lag, cap_gen_lag;
 static uint64_t delivered_total, delivered_window, sent_results, errors, receipts, skipped;
 static uint64_t group_id;
 static grp_msg_t *gmsgs;
@@ -496,6 +498,8 @@ static int run_load(void)
                         continue;
                     }
                     send_one(u, sched);
+                    if (sched >= t_measure0)
+                        push_u32(&gen_lag, &n_gen_lag, &cap_gen_lag, t - sched);
                 }
             } else {
                 for (int i = 0; i < senders; i++)
@@ -549,6 +553,8 @@ static void report(void)
     report_cpu((double)delivered_window);
     report_lat(strcmp(o.mode, "ping") ? "send->deliver" : "ping round trip", lat, n_lat);
     report_lat("send->sent(ack)", sent_lat, n_sent_lat);
+    if (n_gen_lag)      /* open loop: the generator's own lateness, part of the figures above */
+        report_lat("generator send lag", gen_lag, n_gen_lag);
     if (group_id) {
         uint32_t *fan = calloc(n_gmsgs + 1, sizeof(*fan));
         size_t k = 0, incomplete = 0;

@@ -1,6 +1,6 @@
 /* test_buf.c: the growable buffer, and JSON string quoting: every escape, runs of plain
  * bytes around them, UTF-8 passed through, long strings that grow the buffer, and
- * appending after what the buffer already holds. */
+ * appending after what the buffer already holds; the decimal writers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +8,7 @@
 
 #include "core/pl_buf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,11 +74,41 @@ static void test_json_str_long(void **state)
     pl_buf_deinit(&b);
 }
 
+/* The decimal writers against printf, at the edges of their ranges. */
+static void test_put_integers(void **state)
+{
+    (void)state;
+    static const uint64_t u[] = { 0, 1, 9, 10, 99, 100, 4294967295u, 4294967296u,
+                                  9007199254740993u, UINT64_MAX - 1, UINT64_MAX };
+    static const int64_t s[] = { 0, -1, 1, -9, -10, 12345, INT64_MIN, INT64_MIN + 1,
+                                 INT64_MAX };
+    char want[32];
+    for (size_t i = 0; i < sizeof(u) / sizeof(u[0]); i++) {
+        pl_buf_t b;
+        pl_buf_init(&b);
+        pl_buf_puts(&b, "x");
+        pl_buf_put_u64(&b, u[i]);
+        snprintf(want, sizeof(want), "x%llu", (unsigned long long)u[i]);
+        assert_string_equal(b.data, want);
+        assert_int_equal(b.len, strlen(want));
+        pl_buf_deinit(&b);
+    }
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+        pl_buf_t b;
+        pl_buf_init(&b);
+        pl_buf_put_i64(&b, s[i]);
+        snprintf(want, sizeof(want), "%lld", (long long)s[i]);
+        assert_string_equal(b.data, want);
+        pl_buf_deinit(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_str_escapes),
         cmocka_unit_test(test_json_str_long),
+        cmocka_unit_test(test_put_integers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
