@@ -27,7 +27,7 @@
 #define CLOSE_BACKSTOP_S 5          /* kill a closing conn whose peer stops reading */
 #define HARD_QUEUE_FACTOR 4         /* send queue bound even while the socket drains */
 #define WRITES_PER_CALLBACK 16
-#define COALESCE_MAX (32 * 1024)    /* bytes of queued frames joined into one write */
+#define COALESCE_MAX PL_SIG_COALESCE_MAX
 /* Before auth only the auth frame is expected (a few hundred bytes): a connection that
  * has not proved who it is may not make the server buffer max_frame_size for it. */
 #define PREAUTH_FRAME_MAX (8 * 1024)

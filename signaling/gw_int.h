@@ -124,6 +124,11 @@ typedef struct pl_sig_rentry {
 
 /* ---- threads and connections ------------------------------------------------------ */
 
+/* Bytes of queued frames joined into one write (conn.c), and so the ws protocol's
+ * tx_packet_size: lws_issue_raw sends at most tx_packet_size (else rx_buffer_size, 1 KiB
+ * here) plus LWS_PRE + 4 per call and buffers the rest for a POLLOUT round trip. */
+#define PL_SIG_COALESCE_MAX (32 * 1024)
+
 enum { PL_SIG_SLOT_FREE, PL_SIG_SLOT_WS, PL_SIG_SLOT_HTTP };
 
 typedef struct pl_sig_slot {

@@ -155,7 +155,8 @@ static int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 static const struct lws_protocols protocols[] = {
     { "http", pl_sig_http_callback, sizeof(pl_sig_http_t), 0, 0, NULL, 0 },
-    { "parley.v1", pl_sig_ws_callback, sizeof(pl_sig_conn_t), WS_RX_BUFFER, 0, NULL, 0 },
+    { "parley.v1", pl_sig_ws_callback, sizeof(pl_sig_conn_t), WS_RX_BUFFER, 0, NULL,
+      PL_SIG_COALESCE_MAX },
     { "pl-listen", listen_callback, 0, 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
