@@ -83,6 +83,7 @@ typedef struct chat {
                                        catch-up (a hint, chat_index.c) */
     unsigned cid_run;               /* ... and since the last chat_ix_client catch-up */
     struct chat_cids *cids;         /* store thread: client ids above the index (chat_index.c) */
+    struct chat_devs *devs;         /* store thread: device lists by account (chat_devs.c) */
     pl_metrics_shard_t *shard;      /* written on the store thread only */
     struct {
         pl_metric_id_t sent_direct, sent_group, events, duplicates, pushed, acked, expired,
@@ -457,6 +458,14 @@ int chat_cid_find(chat_t *c, pl_store_conn_t *conn, uint64_t sender, const char 
 /* After inserting message id with a client id (in the same request). */
 void chat_cid_added(chat_t *c, uint64_t sender, const char *client_id, uint64_t id);
 void chat_cids_free(chat_t *c);
+
+/* ---- device lists in memory (chat_devs.c: store thread) ------------------------------ */
+
+typedef struct chat_devs chat_devs_t;
+/* chat_sql_devices through the memory: the ids of account's devices, ascending, in an
+ * owned *out. Returns how many, or < 0 (store error). Never older than the database. */
+long chat_devices(chat_t *c, pl_store_conn_t *conn, uint64_t account_id, uint64_t **out);
+void chat_devs_free(chat_t *c);
 
 /* chat_sql.c (store thread): small shared queries. */
 /* Account id of a normalized username, or 0 (or negative on error). */

@@ -146,7 +146,7 @@ static bool match_devices(const uint64_t *have, size_t n_have, const chat_env_t 
 /* The sender's devices but the sending one. Returns how many, or < 0. */
 static long own_devices(chat_op_t *op, pl_store_conn_t *conn, uint64_t **out)
 {
-    long n = chat_sql_devices(conn, op->account_id, out);
+    long n = chat_devices(op->chat, conn, op->account_id, out);
     long k = 0;
     for (long i = 0; i < n; i++)
         if ((*out)[i] != op->device_id)
@@ -178,7 +178,7 @@ static int check_direct(chat_op_t *op, pl_store_conn_t *conn, uint64_t peer)
     uint64_t *have = NULL, *mine = NULL, *missing, *extra, *own_missing = NULL,
              *own_extra = NULL;
     size_t n_missing, n_extra, n_own_missing = 0, n_own_extra = 0;
-    long n_have = chat_sql_devices(conn, peer, &have);
+    long n_have = chat_devices(op->chat, conn, peer, &have);
     long n_mine = op->own && n_have >= 0 ? own_devices(op, conn, &mine) : 0;
     if (n_have < 0 || n_mine < 0) {
         free(have);

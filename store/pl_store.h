@@ -123,6 +123,19 @@ sqlite3 *pl_store_db(pl_store_conn_t *conn);
  * rollback those facts may describe rows that are no longer there. A request's own
  * savepoint rollback (its exec returned < 0) is not counted: the request knows. */
 uint64_t pl_store_conn_rollbacks(const pl_store_conn_t *conn);
+/* How many rows this connection has inserted, updated or deleted in the rowid table
+ * `table` (triggers and cascades included, changes later rolled back included), counted
+ * from the first call naming it, which starts the count (at most PL_STORE_WATCH_MAX
+ * tables; one more aborts). A component that caches facts about a table compares it
+ * with the value it saw; writes by other connections are pl_store_conn_foreign_version's. */
+#define PL_STORE_WATCH_MAX 4
+uint64_t pl_store_conn_writes(pl_store_conn_t *conn, const char *table);
+/* A value that changes whenever another connection -- another node sharing the database
+ * file, an operator's tool -- has committed since it was last read; this connection's
+ * own commits leave it alone ("PRAGMA data_version", read only when the pager's data
+ * version moved: one file-control call otherwise). On an error it returns a value it
+ * never returned before. */
+uint64_t pl_store_conn_foreign_version(pl_store_conn_t *conn);
 /* A prepared statement for sql, cached by the sql pointer (use string literals), reset
  * and with bindings cleared. Returns a borrowed pointer valid until exec returns (the
  * store resets it afterwards), or NULL when preparing failed (logged). */

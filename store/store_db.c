@@ -94,6 +94,8 @@ void pl_store_conn_close(pl_store_conn_t *c)
             sqlite3_finalize(c->slots[i].stmt);
     free(c->slots);
     free(c->used);
+    for (unsigned i = 0; i < c->n_watch; i++)
+        free(c->watch[i]);
     if (c->db)
         sqlite3_close(c->db);
     memset(c, 0, sizeof(*c));
@@ -107,6 +109,52 @@ sqlite3 *pl_store_db(pl_store_conn_t *conn)
 uint64_t pl_store_conn_rollbacks(const pl_store_conn_t *conn)
 {
     return conn->rollbacks;
+}
+
+/* sqlite3_update_hook: once per row written through this connection. */
+static void on_row_write(void *arg, int op, const char *db, const char *table,
+                         sqlite3_int64 rowid)
+{
+    PL_UNUSED(op);
+    PL_UNUSED(db);
+    PL_UNUSED(rowid);
+    pl_store_conn_t *c = arg;
+    for (unsigned i = 0; i < c->n_watch; i++)
+        if (strcmp(table, c->watch[i]) == 0)
+            c->writes[i]++;
+}
+
+uint64_t pl_store_conn_writes(pl_store_conn_t *conn, const char *table)
+{
+    for (unsigned i = 0; i < conn->n_watch; i++)
+        if (strcmp(table, conn->watch[i]) == 0)
+            return conn->writes[i];
+    PL_ASSERT(conn->n_watch < PL_STORE_WATCH_MAX);
+    if (conn->n_watch == 0)
+        sqlite3_update_hook(conn->db, on_row_write, conn);
+    conn->watch[conn->n_watch] = pl_xstrdup(table);
+    conn->writes[conn->n_watch++] = 0;
+    return 0;
+}
+
+uint64_t pl_store_conn_foreign_version(pl_store_conn_t *conn)
+{
+    unsigned pager = 0;
+    if (sqlite3_file_control(conn->db, "main", SQLITE_FCNTL_DATA_VERSION, &pager) ==
+            SQLITE_OK && conn->fv_valid && pager == conn->fv_pager)
+        return conn->fv;
+    /* The pragma's value in the low half, the number of failed reads in the high. */
+    uint64_t errors = conn->fv >> 32;
+    sqlite3_stmt *st = pl_store_prepare(conn, "PRAGMA data_version");
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        conn->fv = errors << 32 | (uint32_t)sqlite3_column_int64(st, 0);
+        conn->fv_pager = pager;
+        conn->fv_valid = true;
+    } else {
+        conn->fv = (errors + 1) << 32 | (conn->fv & 0xffffffffu);
+        conn->fv_valid = false;
+    }
+    return conn->fv;
 }
 
 static size_t slot_hash(const char *sql, size_t cap)

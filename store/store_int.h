@@ -22,6 +22,15 @@ struct pl_store_conn {
     size_t n_used;
     size_t used_cap;
     uint64_t rollbacks;             /* whole transactions rolled back (store thread) */
+    /* pl_store_conn_writes: the watched tables (names owned) and their row writes. */
+    char *watch[PL_STORE_WATCH_MAX];
+    uint64_t writes[PL_STORE_WATCH_MAX];
+    unsigned n_watch;
+    /* pl_store_conn_foreign_version: the pager's data version (any commit) when
+     * "PRAGMA data_version" (other connections' commits only) was last read. */
+    unsigned fv_pager;
+    uint64_t fv;
+    bool fv_valid;
 };
 
 /* Opens path with the pragmas of opts. Returns 0 or PL_ESTATE (logged). */

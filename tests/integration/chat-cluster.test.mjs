@@ -6,7 +6,8 @@
 // shared queue and is drained by whichever node the device connects to; copies of a
 // sent message and read sync reach the user's devices on the other node; a group with
 // members on both nodes gets its events and its fan-out everywhere; a resend through
-// the other node is answered with the first message.
+// the other node is answered with the first message; a device added or revoked through
+// one node changes what a send through the other must address at once.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -148,6 +149,27 @@ describe('chat on two nodes', () => {
     while (receipts.length < 5) receipts.push(...(await ca.nextType('chat.receipt')).receipts);
     assert.deepEqual(receipts.map((x) => x.message_id).sort((a, b) => a - b), sent);
     ca.close(); c1.close(); c2.close();
+  });
+
+  test('a device added or revoked through the other node changes the next send at once', async () => {
+    // Each node holds device lists in memory (chat_devs.c): the other node's commits
+    // must drop them, or a send would go to a revoked device or miss a new one.
+    const alice = await register(n1), bob = await register(n1);
+    const ca = await Client.connect(n1, alice);
+    await ca.ok(directFrame(bob.username, [bob.device_id], 'before'));     // n1 holds bob's list
+    await ca.ok(directFrame(bob.username, [bob.device_id], 'again'));
+    const bob2 = await addDevice(n2, bob.username, 'tablet');               // committed by n2
+    const e = await ca.err(directFrame(bob.username, [bob.device_id], 'x'), 'device_mismatch');
+    assert.deepEqual([e.missing, e.extra], [[bob2.device_id], []]);
+    await ca.ok(directFrame(bob.username, [bob.device_id, bob2.device_id], 'both'));
+    const cb = await Client.connect(n2, bob);
+    assert.equal((await cb.ok({ type: 'devices.revoke', device_id: bob2.device_id })).device_id,
+      bob2.device_id);
+    const e2 = await ca.err(directFrame(bob.username, [bob.device_id, bob2.device_id], 'y'),
+      'device_mismatch');
+    assert.deepEqual([e2.missing, e2.extra], [[], [bob2.device_id]]);
+    await ca.ok(directFrame(bob.username, [bob.device_id], 'after'));
+    ca.close(); cb.close();
   });
 
   test('a group with members on both nodes: events and fan-out reach everyone', async () => {
