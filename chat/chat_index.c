@@ -27,10 +27,9 @@
  *     whose row is gone, or a hash collision, is no answer;
  *   - it must not miss a row above client_upto. It gets this node's inserts as they
  *     happen, and rows other connections committed (nodes sharing the database file)
- *     by a scan of the rows above the highest one scanned, whenever the pager's data
- *     version moved (SQLITE_FCNTL_DATA_VERSION counts any commit, ours included, so the
- *     scan also rereads this node's last batch: a few hundred rows it already holds).
- *     The scan's mark only moves to rows it read -- committed, or released by an
+ *     by a scan of the rows above the highest one scanned (or the index's upto, if
+ *     higher) whenever another connection has committed (pl_store_conn_foreign_version;
+ *     this node's own commits need no scan). The scan's mark only moves to rows it read -- committed, or released by an
  *     earlier request of the same transaction -- never to an id inserted by a request
  *     that may still roll back (ids are max + 1: a rolled-back id is used again);
  *   - entries are dropped only at or below the client_upto the database holds when a
@@ -247,27 +246,26 @@ static int cids_sync(chat_t *c, pl_store_conn_t *conn)
         s->scan_hw = upto;
         s->epoch = epoch;
         s->built = true;
-        s->dv_valid = false;
+        s->fv_valid = false;
         s->prune_at = 2 * CHAT_IX_RUN;
     } else if (s->n > s->prune_at) {
         int64_t upto = query_int(conn, client_set.get_upto);
         if (upto < 0)
             return (int)upto;
         cids_prune(s, upto);
+        /* The rows up to upto are in the table: a scan need not read them. */
+        s->scan_hw = PL_MAX(s->scan_hw, upto);
         /* Not again before another run's worth was added (with several nodes adding,
          * the catch-up may lag this node's count). */
         s->prune_at = PL_MAX((size_t)2 * CHAT_IX_RUN, s->n + CHAT_IX_RUN);
     }
-    unsigned dv = 0;
-    if (sqlite3_file_control(pl_store_db(conn), "main", SQLITE_FCNTL_DATA_VERSION, &dv) !=
-        SQLITE_OK)
-        s->dv_valid = false;
-    else if (s->dv_valid && dv == s->dv)
+    uint64_t fv = pl_store_conn_foreign_version(conn);
+    if (s->fv_valid && fv == s->fv)
         return 0;
     int rc = cids_scan(s, conn);
     if (rc == 0) {
-        s->dv = dv;
-        s->dv_valid = true;
+        s->fv = fv;
+        s->fv_valid = true;
     }
     return rc;
 }

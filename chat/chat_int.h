@@ -346,8 +346,8 @@ typedef struct chat_cids {
     size_t prune_at;                /* drop the indexed ones when n passes this */
     int64_t scan_hw;                /* rows up to this id were scanned */
     uint64_t epoch;                 /* pl_store_conn_rollbacks when built */
-    unsigned dv;                    /* SQLITE_FCNTL_DATA_VERSION at the last scan */
-    bool built, dv_valid;
+    uint64_t fv;                    /* pl_store_conn_foreign_version at the last scan */
+    bool built, fv_valid;
 } chat_cids_t;
 
 /* ---- pure helpers (chat_util.c) -------------------------------------------------- */
