@@ -20,9 +20,12 @@ static pthread_once_t g_sqlite_once = PTHREAD_ONCE_INIT;
  * (perf under bench/chat: ~9 % of the store thread in pthread_mutex_lock/unlock); the
  * store reports its own metrics instead. Returns nothing: if SQLite was already
  * initialized (another user in the process), the setting is refused and harmless. */
+static bool g_walbuf;                /* PL_STORE_WALBUF_VFS registered */
+
 static void sqlite_global_init(void)
 {
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    g_walbuf = pl_store_walbuf_register() == 0;
 }
 
 int pl_store_err(int sqlite_rc)
@@ -50,7 +53,7 @@ int pl_store_conn_open(pl_store_conn_t *c, const char *path, bool synchronous_no
     memset(c, 0, sizeof(*c));
     pthread_once(&g_sqlite_once, sqlite_global_init);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    int rc = sqlite3_open_v2(path, &c->db, flags, g_walbuf ? PL_STORE_WALBUF_VFS : NULL);
     if (rc != SQLITE_OK) {
         pl_log_error("store.open.failed", "path=%s error=%s", PL_LOG_QUOTED(path),
                      PL_LOG_QUOTED(c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc)));

@@ -46,6 +46,13 @@ int pl_store_conn_exec(pl_store_conn_t *c, const char *sql, const char *what);
  * PL_EPARSE (see pl_store_open). */
 int pl_store_migrate(pl_store_conn_t *c, const pl_store_schema_t *const *schemas, size_t n);
 
+/* ---- WAL write joining (store_walbuf.c) -------------------------------------------- */
+
+#define PL_STORE_WALBUF_VFS "parley-walbuf"
+/* Registers the VFS (not as the default). Once, before any connection opens with it.
+ * Returns 0 or PL_ESTATE (no usable default VFS). */
+int pl_store_walbuf_register(void);
+
 /* ---- syncer (store_sync.c) --------------------------------------------------------- */
 
 typedef struct pl_store_sync pl_store_sync_t;
