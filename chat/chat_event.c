@@ -17,14 +17,14 @@
 #include <string.h>
 
 /* Every (device, account) pair of the accounts, flattened. */
-static long devices_of(pl_store_conn_t *conn, const uint64_t *accounts, size_t n,
+static long devices_of(chat_t *c, pl_store_conn_t *conn, const uint64_t *accounts, size_t n,
                        uint64_t **out)
 {
     size_t cnt = 0, cap = 16;
     uint64_t *v = pl_xmalloc(cap * 2 * sizeof(*v));
     for (size_t i = 0; i < n; i++) {
         uint64_t *devs = NULL;
-        long k = chat_sql_devices(conn, accounts[i], &devs);
+        long k = chat_devices(c, conn, accounts[i], &devs);
         if (k < 0) {
             free(v);
             return k;
@@ -108,7 +108,7 @@ int chat_event_emit(chat_op_t *op, pl_store_conn_t *conn, uint64_t group_id,
                     const uint64_t *accounts, size_t n_accounts, json_t *body_obj)
 {
     uint64_t *devs = NULL;
-    long n = devices_of(conn, accounts, n_accounts, &devs);
+    long n = devices_of(op->chat, conn, accounts, n_accounts, &devs);
     if (n < 0)
         return (int)n;
     int rc = emit_to(op, conn, 1, group_id, devs, n, body_obj);
@@ -124,7 +124,7 @@ int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id
      * several nodes a device synced elsewhere gets them live and queued: a receipt is
      * a status, so the second copy changes nothing.) */
     uint64_t *devs = NULL;
-    long k = devices_of(conn, &account_id, 1, &devs), away = 0;
+    long k = devices_of(op->chat, conn, &account_id, 1, &devs), away = 0;
     if (k < 0)
         return (int)k;
     for (long i = 0; i < k; i++) {
