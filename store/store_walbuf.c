@@ -209,8 +209,9 @@ static int x_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int fl
     memset(f, 0, sizeof(*f));
     f->real = (sqlite3_file *)(void *)(f + 1);
     int rc = g_real->xOpen(g_real, name, f->real, flags, out_flags);
-    if (rc != SQLITE_OK || !f->real->pMethods) {
-        /* SQLite calls xClose only on a file whose pMethods is set. */
+    if (!f->real->pMethods) {
+        /* SQLite calls xClose only on a file whose pMethods is set; a failed open may
+         * still have set the real one's, and then ours forwards the close. */
         f->base.pMethods = NULL;
         return rc;
     }
@@ -218,7 +219,7 @@ static int x_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int fl
     PL_ASSERT(f->real->pMethods->iVersion >= 3);
     f->wal = (flags & SQLITE_OPEN_WAL) != 0;
     f->base.pMethods = &g_methods;
-    return SQLITE_OK;
+    return rc;
 }
 
 /* The rest is the default VFS's. */
