@@ -37,20 +37,11 @@ struct chat_devs {
     bool valid;                     /* the three stamps above are the database's */
 };
 
-static void drop_all(chat_devs_t *d)
-{
-    for (size_t i = 0; i < d->map.cap; i++)
-        if (d->map.keys[i])
-            free(d->map.vals[i]);
-    chat_map_deinit(&d->map);
-    chat_map_init(&d->map);
-}
-
 void chat_devs_free(chat_t *c)
 {
     if (!c->devs)
         return;
-    drop_all(c->devs);
+    chat_map_clear_owned(&c->devs->map);
     chat_map_deinit(&c->devs->map);
     free(c->devs);
     c->devs = NULL;
@@ -65,7 +56,7 @@ static void check_stamps(chat_devs_t *d, pl_store_conn_t *conn)
     if (d->valid && w == d->writes && f == d->foreign && r == d->rollbacks)
         return;
     if (d->map.count)
-        drop_all(d);
+        chat_map_clear_owned(&d->map);
     d->writes = w;
     d->foreign = f;
     d->rollbacks = r;
@@ -90,7 +81,7 @@ long chat_devices(chat_t *c, pl_store_conn_t *conn, uint64_t account_id, uint64_
     if (n < 0 || account_id == 0)
         return n;
     if (d->map.count >= DEVS_MAX_ACCOUNTS)
-        drop_all(d);
+        chat_map_clear_owned(&d->map);
     e = pl_xmalloc(sizeof(*e) + (size_t)n * sizeof(e->ids[0]));
     e->n = (size_t)n;
     memcpy(e->ids, *out, (size_t)n * sizeof(e->ids[0]));

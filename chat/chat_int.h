@@ -332,6 +332,8 @@ typedef struct chat_map {
 } chat_map_t;
 void chat_map_init(chat_map_t *m);
 void chat_map_deinit(chat_map_t *m);
+/* Frees every value (plain allocations) and empties the map. */
+void chat_map_clear_owned(chat_map_t *m);
 void *chat_map_get(const chat_map_t *m, uint64_t key);
 /* Sets key (!= 0) to val; returns the previous value or NULL. */
 void *chat_map_put(chat_map_t *m, uint64_t key, void *val);

@@ -104,15 +104,6 @@ chat_acct_t *chat_mem_acct(chat_mem_t *m, uint64_t account_id, bool create)
     return a;
 }
 
-/* Empties a map whose values are plain allocations. */
-static void clear_owned(chat_map_t *map)
-{
-    for (size_t i = 0; i < map->cap; i++)
-        free(map->vals[i]);
-    chat_map_deinit(map);
-    chat_map_init(map);
-}
-
 static uint64_t hash_name(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;         /* FNV-1a */
@@ -130,7 +121,7 @@ uint64_t chat_mem_name_get(const chat_mem_t *m, const char *name)
 void chat_mem_name_put(chat_mem_t *m, const char *name, uint64_t account_id)
 {
     if (m->names.count >= NAMES_MAX)
-        clear_owned(&m->names);
+        chat_map_clear_owned(&m->names);
     name_entry_t *e = pl_xcalloc(1, sizeof(*e));
     e->account_id = account_id;
     snprintf(e->name, sizeof(e->name), "%s", name);
@@ -144,7 +135,7 @@ bool chat_mem_pair_seen(chat_mem_t *m, uint64_t a, uint64_t b)
     if (e && e->a == a && e->b == b)
         return true;
     if (m->pairs.count >= PAIRS_MAX)
-        clear_owned(&m->pairs);
+        chat_map_clear_owned(&m->pairs);
     e = pl_xmalloc(sizeof(*e));
     e->a = a;
     e->b = b;
@@ -244,8 +235,8 @@ void chat_mem_reset(chat_mem_t *m, void (*fn)(uint64_t conn_id, void *arg), void
             chat_mem_set_synced(m, d, 0);
         d->queued = -1;
     }
-    clear_owned(&m->names);
-    clear_owned(&m->pairs);
+    chat_map_clear_owned(&m->names);
+    chat_map_clear_owned(&m->pairs);
 }
 
 void chat_mem_trim(chat_mem_t *m)

@@ -221,6 +221,14 @@ void chat_map_init(chat_map_t *m)
     m->vals = pl_xcalloc(m->cap, sizeof(*m->vals));
 }
 
+void chat_map_clear_owned(chat_map_t *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->vals[i]);
+    chat_map_deinit(m);
+    chat_map_init(m);
+}
+
 void chat_map_deinit(chat_map_t *m)
 {
     free(m->keys);
