@@ -3,7 +3,9 @@
  * each requester's thread. With synchronous=full a committed batch is parked until the
  * syncer thread (store_sync.c) has fdatasync'ed the WAL after its COMMIT; only then do
  * its done functions run, in batch order, while the store thread goes on with the next
- * batch instead of waiting for the disk.
+ * batch instead of waiting for the disk. Durability is looked at between batches and,
+ * inside a long batch, every MID_BATCH_CHECK requests, so a durable batch's results do
+ * not wait for the whole next batch (under load that is one batch period less latency).
  *
  * What it does not do: SQL of its own beyond transactions (components bring theirs),
  * reads on other threads.
@@ -115,6 +117,7 @@ typedef struct parked {
     uint64_t seq;
     uint64_t committed_us;          /* monotonic */
     pl_store_req_t *head;
+    bool clean;                     /* committed without a rolled-back transaction */
 } parked_t;
 
 static void deliver_all(pl_store_req_t *batch)
@@ -126,10 +129,11 @@ static void deliver_all(pl_store_req_t *batch)
     }
 }
 
-/* Runs the done functions of the parked batches that are durable (seq <= durable). */
-static void deliver_parked(pl_store_t *st, uint64_t durable)
+/* Runs the done functions of the parked batches that are durable (seq <= durable);
+ * with clean_only, stops at the first one that had a transaction rolled back. */
+static void deliver_parked(pl_store_t *st, uint64_t durable, bool clean_only)
 {
-    while (st->parked && st->parked->seq <= durable) {
+    while (st->parked && st->parked->seq <= durable && (!clean_only || st->parked->clean)) {
         parked_t *p = st->parked;
         st->parked = p->next;
         if (!st->parked)
@@ -145,7 +149,7 @@ static void deliver_parked(pl_store_t *st, uint64_t durable)
 /* After run_batch: replies now (nothing to wait for) or when the syncer says so. A
  * batch that wrote nothing still waits behind earlier parked batches, whose data it may
  * have read. */
-static void settle_batch(pl_store_t *st, pl_store_req_t *batch, bool wrote)
+static void settle_batch(pl_store_t *st, pl_store_req_t *batch, bool wrote, bool clean)
 {
     if (!st->sync || (!wrote && !st->parked)) {
         deliver_all(batch);
@@ -155,7 +159,7 @@ static void settle_batch(pl_store_t *st, pl_store_req_t *batch, bool wrote)
         pl_store_sync_request(st->sync, ++st->seq);
     parked_t *p = pl_xmalloc(sizeof(*p));
     *p = (parked_t){ .next = NULL, .seq = st->seq, .committed_us = pl_now_mono_us(),
-                     .head = batch };
+                     .head = batch, .clean = clean };
     *st->parked_tail = p;
     st->parked_tail = &p->next;
 }
@@ -164,7 +168,7 @@ static void on_durable(pl_loop_t *loop, pl_msg_t *msg)
 {
     PL_UNUSED(loop);
     pl_store_t *st = PL_CONTAINER_OF(msg, pl_store_t, durable);
-    deliver_parked(st, pl_store_sync_durable(st->sync, true));
+    deliver_parked(st, pl_store_sync_durable(st->sync, true), false);
 }
 
 static void atomic_max(_Atomic uint64_t *a, uint64_t v)
@@ -188,6 +192,12 @@ static void fail_range(pl_store_req_t *from, pl_store_req_t *to, int err)
     for (pl_store_req_t *r = from; r != to; r = r->next)
         r->status = err;
 }
+
+/* Inside a batch, every this many requests: hand out the parked batches that became
+ * durable meanwhile (one mutex round trip per check). A batch that had a transaction
+ * rolled back waits for the end of the running batch, as before: its done functions
+ * may reset state the running requests are using. */
+#define MID_BATCH_CHECK 16
 
 static void run_one(pl_store_t *st, pl_store_req_t *req)
 {
@@ -214,6 +224,7 @@ static void run_batch(pl_store_t *st, pl_store_req_t *head, size_t n)
         for (pl_store_req_t *r = head; r; r = r->next)
             pl_metric_observe(st->shard, st->m_wait_s, (double)(t0 - r->t_submit_us) / 1e6);
     pl_store_req_t *tx_first = head;
+    unsigned since_check = 0;
     bool in_tx = tx(st, "BEGIN IMMEDIATE") == 0;
     for (pl_store_req_t *r = head; r; r = r->next) {
         if (!in_tx) {
@@ -221,6 +232,11 @@ static void run_batch(pl_store_t *st, pl_store_req_t *head, size_t n)
             continue;
         }
         run_one(st, r);
+        if (++since_check == MID_BATCH_CHECK) {
+            since_check = 0;
+            if (st->parked && st->parked->clean)
+                deliver_parked(st, pl_store_sync_durable(st->sync, false), true);
+        }
         if (sqlite3_get_autocommit(pl_store_db(&st->conn))) {
             st->conn.rollbacks++;
             pl_log_error("store.tx.aborted", "batch=%zu", n);
@@ -273,12 +289,14 @@ static void drain_queue(pl_store_t *st)
     size_t n;
     while ((n = take_batch(st, &batch)) > 0) {
         sqlite3_int64 before = sqlite3_total_changes64(pl_store_db(&st->conn));
+        uint64_t rollbacks = st->conn.rollbacks;
         run_batch(st, batch, n);
-        settle_batch(st, batch, sqlite3_total_changes64(pl_store_db(&st->conn)) != before);
+        settle_batch(st, batch, sqlite3_total_changes64(pl_store_db(&st->conn)) != before,
+                     st->conn.rollbacks == rollbacks);
         /* Under steady load this loop may not return for a long time: hand out what
          * became durable meanwhile instead of waiting for on_durable. */
         if (st->parked)
-            deliver_parked(st, pl_store_sync_durable(st->sync, false));
+            deliver_parked(st, pl_store_sync_durable(st->sync, false), false);
     }
 }
 
@@ -302,7 +320,7 @@ static void on_stop(pl_loop_t *loop, pl_msg_t *msg)
     pl_store_t *st = PL_CONTAINER_OF(msg, pl_store_t, stop);
     drain_queue(st);
     if (st->parked)
-        deliver_parked(st, pl_store_sync_wait(st->sync, st->seq));
+        deliver_parked(st, pl_store_sync_wait(st->sync, st->seq), false);
     pl_loop_stop(loop);
 }
 

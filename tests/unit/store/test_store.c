@@ -1,7 +1,8 @@
 /* test_store.c: the store against a real SQLite file in a temp dir: migrations (fresh,
  * incremental, newer-than-known, failing step), group commit (many writes queued behind
  * a blocked batch commit as one transaction; batch_max splits), per-request savepoints,
- * durability across close and reopen, replies delivered on the requester's loop thread,
+ * durability across close and reopen, replies only after their fdatasync and as soon
+ * as it ends (inside the next batch), replies delivered on the requester's loop thread,
  * the statement cache growing past its first size, and WAL checkpoints on the
  * checkpointer thread (with the store thread's fallback) keeping the WAL small. */
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -521,6 +523,110 @@ static void test_replies_wait_for_fdatasync(void **state)
     pl_store_close(p.st);
 }
 
+/* A batch's results leave once it is durable, not only when the batch after it ends:
+ * W (a write) commits alone, then a batch of N requests runs whose every request waits
+ * until the syncer has synced W's commit; by the last of them W's reply must be out. */
+typedef struct early {
+    pl_store_t *st;
+    collector_t *c;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool w_entered, w_released;
+    _Atomic bool w_replied;
+    uint64_t syncs_before;
+    int waited, w_out_at_last;
+} early_t;
+
+typedef struct early_req {
+    kv_req_t kv;                /* first: kv_done frees it */
+    early_t *e;
+} early_req_t;
+
+static int early_w_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    early_t *e = PL_CONTAINER_OF(req, early_req_t, kv.req)->e;
+    int rc = kv_insert_exec(conn, req);
+    pthread_mutex_lock(&e->lock);
+    e->w_entered = true;
+    pthread_cond_broadcast(&e->cond);
+    while (!e->w_released)
+        pthread_cond_wait(&e->cond, &e->lock);
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
+static void early_w_post(void *target, pl_msg_t *msg)
+{
+    early_t *e = target;
+    atomic_store(&e->w_replied, true);      /* on the store thread, as it hands W out */
+    collector_post(e->c, msg);
+}
+
+enum { EARLY_N = 40 };
+
+static int early_wait_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    PL_UNUSED(conn);
+    early_t *e = PL_CONTAINER_OF(req, early_req_t, kv.req)->e;
+    /* Until W's commit has been synced (bounded: a stuck syncer fails the test below). */
+    for (int i = 0; i < 5000; i++) {
+        pl_store_stats_t s;
+        pl_store_get_stats(e->st, &s);
+        if (s.syncs > e->syncs_before)
+            break;
+        usleep(1000);
+    }
+    if (++e->waited == EARLY_N)
+        e->w_out_at_last = atomic_load(&e->w_replied);
+    return 0;
+}
+
+static void test_durable_results_leave_inside_next_batch(void **state)
+{
+    fixture_t *f = *state;
+    collector_t c;
+    collector_init(&c);
+    early_t e = { .c = &c };
+    pthread_mutex_init(&e.lock, NULL);
+    pthread_cond_init(&e.cond, NULL);
+    e.st = open_store(f->path, schemas_v2, 0);
+    pl_store_stats_t s;
+    pl_store_get_stats(e.st, &s);
+    e.syncs_before = s.syncs;
+    early_req_t *w = calloc(1, sizeof(*w));
+    w->kv.req.exec = early_w_exec;
+    w->kv.req.done = kv_done;
+    w->kv.req.reply = (pl_store_reply_t){ early_w_post, &e };
+    snprintf(w->kv.key, sizeof(w->kv.key), "w");
+    w->e = &e;
+    pl_store_submit(e.st, &w->kv.req);
+    pthread_mutex_lock(&e.lock);
+    while (!e.w_entered)
+        pthread_cond_wait(&e.cond, &e.lock);
+    pthread_mutex_unlock(&e.lock);
+    /* W's batch is taken: these queue up behind it and form the next batch. */
+    for (int i = 0; i < EARLY_N; i++) {
+        early_req_t *r = calloc(1, sizeof(*r));
+        r->kv.req.exec = early_wait_exec;
+        r->kv.req.done = kv_done;
+        r->kv.req.reply = (pl_store_reply_t){ collector_post, &c };
+        r->e = &e;
+        pl_store_submit(e.st, &r->kv.req);
+    }
+    pthread_mutex_lock(&e.lock);
+    e.w_released = true;
+    pthread_cond_broadcast(&e.cond);
+    pthread_mutex_unlock(&e.lock);
+    collector_wait(&c, EARLY_N + 1);
+    assert_int_equal(e.waited, EARLY_N);
+    pl_store_get_stats(e.st, &s);
+    assert_true(s.syncs > e.syncs_before);
+    assert_true(s.batches >= 2);
+    assert_true(e.w_out_at_last);
+    assert_int_equal(kv_get(e.st, "w"), 0);
+    pl_store_close(e.st);
+}
+
 /* ---- replies on a loop, fire-and-forget ---------------------------------------- */
 
 typedef struct loop_req {
@@ -751,6 +857,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_durable_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_runs_queued_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replies_wait_for_fdatasync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durable_results_leave_inside_next_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reply_on_requester_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_statement_cache_grows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_submitters, setup, teardown),
