@@ -340,8 +340,24 @@ void *chat_map_put(chat_map_t *m, uint64_t key, void *val);
 void *chat_map_del(chat_map_t *m, uint64_t key);
 /* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->keys[i]) ... */
 
+/* One generation of the client-id filter (chat_index.c): a blocked Bloom filter. */
+typedef struct chat_cid_bloom {
+    uint64_t *bits;                 /* 2^log2_blocks blocks of 512 bits */
+    unsigned log2_blocks;
+    size_t n, cap;                  /* keys added; keys it is sized for */
+} chat_cid_bloom_t;
+
+#define CHAT_CIDF_GENS 24
+/* Memory the filter may take (about 1.5 bytes per message); past it, sends probe
+ * chat_ix_client as if there were no filter. */
+#define CHAT_CIDF_MAX_BYTES ((size_t)256 << 20)
+/* Rows the filter reads at a time while it trails client_upto, and how often. */
+#define CHAT_CIDF_CHUNK 1024
+#define CHAT_CIDF_EVERY 4
+
 /* The client ids of the messages not yet in chat_ix_client (chat_index.c): hash of
- * (sender, client id) -> a list of message ids. A hint checked against the row. */
+ * (sender, client id) -> a list of message ids. A hint checked against the row. And a
+ * filter of the client ids of every row up to f_hw: a key it lacks is in none. */
 typedef struct chat_cids {
     chat_map_t map;
     size_t n;                       /* ids held */
@@ -350,6 +366,14 @@ typedef struct chat_cids {
     uint64_t epoch;                 /* pl_store_conn_rollbacks when built */
     uint64_t fv;                    /* pl_store_conn_foreign_version at the last scan */
     bool built, fv_valid;
+    int64_t upto;                   /* client_upto when the memory was built or pruned */
+    chat_cid_bloom_t gen[CHAT_CIDF_GENS];
+    unsigned n_gens;
+    size_t f_bytes;
+    int64_t f_hw;                   /* the keys of every row with id <= f_hw are in gen */
+    bool f_full;                    /* over CHAT_CIDF_MAX_BYTES: no longer used */
+    unsigned f_tick;
+    uint64_t probes;                /* chat_ix_client look-ups (tests) */
 } chat_cids_t;
 
 /* ---- pure helpers (chat_util.c) -------------------------------------------------- */
