@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PL_STORE_BATCH_DEFAULT 256
+#define PL_STORE_BATCH_DEFAULT 1024
 #define PL_STORE_CKPT_DEFAULT 10000
 
 struct pl_store {
@@ -58,7 +58,7 @@ struct pl_store {
 static const pl_opt_def_t store_defs[] = {
     { "store", "path", PL_OPT_STRING, "parley.db", 0, 4096, NULL, 0,
       "SQLite database file (created if missing; relative to the working directory)" },
-    { "store", "batch_max", PL_OPT_INT, "256", 1, 100000, NULL, 0,
+    { "store", "batch_max", PL_OPT_INT, "1024", 1, 100000, NULL, 0,
       "most requests committed together in one transaction (group commit)" },
     { "store", "synchronous", PL_OPT_ENUM, "full", 0, 0, "full|normal", 0,
       "full: no result leaves before an fdatasync of its commit (a syncer thread; the store thread goes on); normal: WAL may lose the last commits on power loss" },
