@@ -7,16 +7,17 @@
  * pages. So they are tables of their own (chat_ix_conv, chat_ix_sender) that trail the
  * messages: chat_ix_state.upto says up to which message id they are complete, and a
  * catch-up adds the rows above it, sorted, in one statement per table -- a leaf then
- * takes many entries per write. A catch-up runs when CHAT_IX_RUN rows have been added
- * since the last one, and before every lookup that reads the indexes, so a lookup sees
- * every committed message as before.
+ * takes many entries per write. A catch-up starts when CHAT_IX_RUN rows have been added
+ * since the last one began and goes in steps between sends (see "spread catch-ups"
+ * below); before every lookup that reads the indexes one runs in a single go, so a
+ * lookup sees every committed message as before.
  *
  * Everything is in the database: a catch-up is part of the transaction of the request
  * that runs it, so a rollback takes its rows and its new upto along, and the next
  * catch-up simply does the work again (INSERT OR IGNORE: the tables are derived data, a
  * rerun is harmless). Message rows are never deleted and ids only grow (chat_schema.c),
- * so the rows above upto are exactly the ones not yet indexed. The run counter in
- * chat_t is a hint for when to catch up, never a fact about the tables.
+ * so the rows above upto are exactly the ones not yet indexed. The counters in chat_t
+ * (ix_sched_t) are a hint for when to catch up, never a fact about the tables.
  *
  * The idempotency index (sender_id, client_id) trails the same way (chat_ix_client, up
  * to chat_ix_state.client_upto; its catch-ups come half a run after the other two, so
@@ -79,57 +80,235 @@ static int add_range(pl_store_conn_t *conn, const char *sql, int64_t from, int64
     return pl_store_step_done(conn, st);
 }
 
+/* One table of a set: how the synchronous catch-up adds a range of messages to it, and
+ * the temporary run table through which a spread one goes (see "Spread catch-ups"). */
+typedef struct ix_table {
+    const char *add;                    /* ?1 < id <= ?2, sorted by the key */
+    const char *create_run;
+    const char *fill;                   /* ?1 < id <= ?2 into the run table */
+    const char *slice;                  /* the first ?1 rows of the run into the index */
+    const char *consume;                /* ... and out of the run (nothing if fewer) */
+    const char *clear;
+} ix_table_t;
+
 /* One mark in chat_ix_state and the tables complete up to it. */
 typedef struct ix_set {
+    int id;                             /* temp.ix_job.set_id */
     const char *get_upto;
     const char *set_upto;               /* ?1 the old mark, ?2 the new one */
-    const char *const *adds;            /* NULL-terminated; ?1 < id <= ?2 */
+    const ix_table_t *tables;
+    size_t n_tables;
 } ix_set_t;
 
 /* Receipts held for away devices (kind 2) are nobody's conversation; find covers
  * messages only (kind 0). */
-static const char *const history_adds[] = {
-    "INSERT OR IGNORE INTO chat_ix_conv(conv_a, conv_b, id) SELECT conv_a, conv_b, id"
-    " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind <> 2"
-    " ORDER BY conv_a, conv_b, id",
-    "INSERT OR IGNORE INTO chat_ix_sender(sender_id, id) SELECT sender_id, id"
-    " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind = 0"
-    " ORDER BY sender_id, id",
-    NULL,
+static const ix_table_t history_tables[] = {
+    { "INSERT OR IGNORE INTO chat_ix_conv(conv_a, conv_b, id) SELECT conv_a, conv_b, id"
+      " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind <> 2"
+      " ORDER BY conv_a, conv_b, id",
+      "CREATE TEMP TABLE IF NOT EXISTS ix_run_conv(conv_a INTEGER, conv_b INTEGER,"
+      " id INTEGER, PRIMARY KEY(conv_a, conv_b, id)) WITHOUT ROWID",
+      "INSERT OR IGNORE INTO temp.ix_run_conv SELECT conv_a, conv_b, id FROM chat_messages"
+      " WHERE id > ?1 AND id <= ?2 AND kind <> 2",
+      "INSERT OR IGNORE INTO chat_ix_conv(conv_a, conv_b, id) SELECT conv_a, conv_b, id"
+      " FROM temp.ix_run_conv ORDER BY conv_a, conv_b, id LIMIT ?1",
+      "DELETE FROM temp.ix_run_conv WHERE (conv_a, conv_b, id) <= (SELECT conv_a, conv_b, id"
+      " FROM temp.ix_run_conv ORDER BY conv_a, conv_b, id LIMIT 1 OFFSET ?1 - 1)",
+      "DELETE FROM temp.ix_run_conv" },
+    { "INSERT OR IGNORE INTO chat_ix_sender(sender_id, id) SELECT sender_id, id"
+      " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind = 0"
+      " ORDER BY sender_id, id",
+      "CREATE TEMP TABLE IF NOT EXISTS ix_run_sender(sender_id INTEGER, id INTEGER,"
+      " PRIMARY KEY(sender_id, id)) WITHOUT ROWID",
+      "INSERT OR IGNORE INTO temp.ix_run_sender SELECT sender_id, id FROM chat_messages"
+      " WHERE id > ?1 AND id <= ?2 AND kind = 0",
+      "INSERT OR IGNORE INTO chat_ix_sender(sender_id, id) SELECT sender_id, id"
+      " FROM temp.ix_run_sender ORDER BY sender_id, id LIMIT ?1",
+      "DELETE FROM temp.ix_run_sender WHERE (sender_id, id) <= (SELECT sender_id, id"
+      " FROM temp.ix_run_sender ORDER BY sender_id, id LIMIT 1 OFFSET ?1 - 1)",
+      "DELETE FROM temp.ix_run_sender" },
 };
 static const ix_set_t history_set = {
-    "SELECT upto FROM chat_ix_state WHERE id = 1",
+    1, "SELECT upto FROM chat_ix_state WHERE id = 1",
     "UPDATE chat_ix_state SET upto = ?2 WHERE id = 1 AND upto = ?1",
-    history_adds,
+    history_tables, PL_ARRAY_LEN(history_tables),
 };
 
-static const char *const client_adds[] = {
-    "INSERT OR IGNORE INTO chat_ix_client(sender_id, client_id, id)"
-    " SELECT sender_id, client_id, id FROM chat_messages"
-    " WHERE id > ?1 AND id <= ?2 AND client_id IS NOT NULL"
-    " ORDER BY sender_id, client_id, id",
-    NULL,
+/* The first message of a (sender, client id) wins: the run table keeps every id, and
+ * the slices go in key order. */
+static const ix_table_t client_tables[] = {
+    { "INSERT OR IGNORE INTO chat_ix_client(sender_id, client_id, id)"
+      " SELECT sender_id, client_id, id FROM chat_messages"
+      " WHERE id > ?1 AND id <= ?2 AND client_id IS NOT NULL"
+      " ORDER BY sender_id, client_id, id",
+      "CREATE TEMP TABLE IF NOT EXISTS ix_run_client(sender_id INTEGER, client_id TEXT,"
+      " id INTEGER, PRIMARY KEY(sender_id, client_id, id)) WITHOUT ROWID",
+      "INSERT OR IGNORE INTO temp.ix_run_client SELECT sender_id, client_id, id"
+      " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND client_id IS NOT NULL",
+      "INSERT OR IGNORE INTO chat_ix_client(sender_id, client_id, id)"
+      " SELECT sender_id, client_id, id FROM temp.ix_run_client"
+      " ORDER BY sender_id, client_id, id LIMIT ?1",
+      "DELETE FROM temp.ix_run_client WHERE (sender_id, client_id, id) <= (SELECT sender_id,"
+      " client_id, id FROM temp.ix_run_client ORDER BY sender_id, client_id, id"
+      " LIMIT 1 OFFSET ?1 - 1)",
+      "DELETE FROM temp.ix_run_client" },
 };
 static const ix_set_t client_set = {
-    "SELECT client_upto FROM chat_ix_state WHERE id = 1",
+    2, "SELECT client_upto FROM chat_ix_state WHERE id = 1",
     "UPDATE chat_ix_state SET client_upto = ?2 WHERE id = 1 AND client_upto = ?1",
-    client_adds,
+    client_tables, PL_ARRAY_LEN(client_tables),
 };
 
-/* Adds the rows above the set's mark to its tables and moves the mark; *run restarts. */
-static int catch_up(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set, unsigned *run)
+/* ---- spread catch-ups ------------------------------------------------------------ */
+
+/* A catch-up of a whole run in one go held the store thread for 15-20 ms per set (a
+ * run of 16,384 messages), and every request queued meanwhile waited: at 20,000
+ * messages/s it set the p99 (24-26 ms; 7.5-11 ms in steps, docs/BENCHMARKS.md). So
+ * the run is added in steps, one every CHAT_IX_STEP_EVERY messages, each a few
+ * milliseconds: a job
+ * (temp.ix_job: the range lo < id <= hi, and how far it has been read) first copies the
+ * range's keys into a temporary run table per index table, CHAT_IX_FILL messages a
+ * step, then moves them into the index in key order, CHAT_IX_SLICE rows a step -- the
+ * slices of one run partition its keys, so the index's leaves are written no more
+ * often than by one sorted insert -- and finally moves the mark from lo to hi (only
+ * if it is still lo: another node may have moved it). Until then the mark says lo, so
+ * nothing relies on the rows the job has added so far.
+ *
+ * The job lives in temporary tables of the store's connection, which are part of its
+ * transactions: a step rolled back with its request (or its whole transaction) is
+ * undone with everything else and simply done again. The memory (ix_sched_t) only
+ * says when to take the next step. A reader that needs the index complete (history,
+ * find) drops the job and catches up synchronously. */
+static int step_done(pl_store_conn_t *conn, const char *sql, int64_t a, bool bind2, int64_t b,
+                     int *changes)
 {
+    sqlite3_stmt *st = pl_store_prepare(conn, sql);
+    if (!st)
+        return PL_ESTATE;
+    if (a >= 0)
+        sqlite3_bind_int64(st, 1, a);
+    if (bind2)
+        sqlite3_bind_int64(st, 2, b);
+    int rc = pl_store_step_done(conn, st);
+    if (changes)
+        *changes = rc == 0 ? sqlite3_changes(pl_store_db(conn)) : 0;
+    return rc;
+}
+
+static int ensure_temp(pl_store_conn_t *conn, const ix_set_t *set)
+{
+    int rc = step_done(conn, "CREATE TEMP TABLE IF NOT EXISTS ix_job(set_id INTEGER PRIMARY KEY,"
+                       " lo INTEGER NOT NULL, hi INTEGER NOT NULL, filled INTEGER NOT NULL)",
+                       -1, false, 0, NULL);
+    for (size_t i = 0; rc == 0 && i < set->n_tables; i++)
+        rc = step_done(conn, set->tables[i].create_run, -1, false, 0, NULL);
+    return rc;
+}
+
+/* Drops the set's job and its run tables. */
+static int job_drop(pl_store_conn_t *conn, const ix_set_t *set)
+{
+    int rc = ensure_temp(conn, set);
+    if (rc == 0)
+        rc = step_done(conn, "DELETE FROM temp.ix_job WHERE set_id = ?1", set->id, false, 0,
+                       NULL);
+    for (size_t i = 0; rc == 0 && i < set->n_tables; i++)
+        rc = step_done(conn, set->tables[i].clear, -1, false, 0, NULL);
+    return rc;
+}
+
+/* One step of the set's job, starting one if there is none. Returns 1 when there is
+ * more to do, 0 when no job is left (the last step moved the mark, or there was
+ * nothing to add), or a negative store error. */
+static int job_step(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set)
+{
+    uint64_t t0 = pl_now_mono_us();
+    int rc = ensure_temp(conn, set);
+    if (rc < 0)
+        return rc;
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "SELECT lo, hi, filled FROM temp.ix_job WHERE set_id = ?1");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, set->id);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return PL_ESTATE;
+    if (rc == SQLITE_DONE) {
+        int64_t upto = query_int(conn, set->get_upto);
+        int64_t top = upto < 0 ? upto : query_int(conn, "SELECT max(id) FROM chat_messages");
+        if (top < 0)
+            return (int)top;
+        if (top <= upto)
+            return 0;
+        if ((rc = job_drop(conn, set)) < 0)
+            return rc;
+        st = pl_store_prepare(conn,
+            "INSERT INTO temp.ix_job(set_id, lo, hi, filled) VALUES (?1, ?2, ?3, ?2)");
+        if (!st)
+            return PL_ESTATE;
+        sqlite3_bind_int64(st, 1, set->id);
+        sqlite3_bind_int64(st, 2, upto);
+        sqlite3_bind_int64(st, 3, top);
+        return (rc = pl_store_step_done(conn, st)) < 0 ? rc : 1;
+    }
+    int64_t lo = sqlite3_column_int64(st, 0), hi = sqlite3_column_int64(st, 1),
+            filled = sqlite3_column_int64(st, 2);
+    if (filled < hi) {
+        int64_t to = PL_MIN(filled + CHAT_IX_FILL, hi);
+        for (size_t i = 0; rc >= 0 && i < set->n_tables; i++)
+            rc = step_done(conn, set->tables[i].fill, filled, true, to, NULL);
+        if (rc >= 0)
+            rc = step_done(conn, "UPDATE temp.ix_job SET filled = ?2 WHERE set_id = ?1",
+                           set->id, true, to, NULL);
+        rc = rc < 0 ? rc : 1;
+        goto out;
+    }
+    for (size_t i = 0; i < set->n_tables; i++) {
+        const ix_table_t *t = &set->tables[i];
+        int consumed = 0, cleared = 0;
+        if ((rc = step_done(conn, t->slice, CHAT_IX_SLICE, false, 0, NULL)) < 0 ||
+            (rc = step_done(conn, t->consume, CHAT_IX_SLICE, false, 0, &consumed)) < 0)
+            return rc;
+        /* Fewer rows than a slice were left: the slice took them all. */
+        if (consumed == 0 && (rc = step_done(conn, t->clear, -1, false, 0, &cleared)) < 0)
+            return rc;
+        if (consumed || cleared) {
+            rc = 1;
+            goto out;
+        }
+    }
+    if ((rc = add_range(conn, set->set_upto, lo, hi)) < 0 ||
+        (rc = step_done(conn, "DELETE FROM temp.ix_job WHERE set_id = ?1", set->id, false, 0,
+                        NULL)) < 0)
+        return rc;
+    pl_metric_add(c->shard, c->m.ix_rows, (uint64_t)(hi - lo));
+    rc = 0;
+out:
+    pl_metric_observe(c->shard, c->m.ix_seconds, (double)(pl_now_mono_us() - t0) / 1e6);
+    return rc;
+}
+
+/* ---- synchronous catch-ups -------------------------------------------------------- */
+
+/* Adds every row above the set's mark to its tables and moves the mark, in one go; a
+ * job under way is dropped (its mark would be behind). */
+static int catch_up(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set, ix_sched_t *sched)
+{
+    int rc = job_drop(conn, set);
+    if (rc < 0)
+        return rc;
+    sched->active = false;
+    sched->run = 0;
     int64_t upto = query_int(conn, set->get_upto);
     int64_t top = upto < 0 ? upto : query_int(conn, "SELECT max(id) FROM chat_messages");
     if (top < 0)
         return (int)top;
-    *run = 0;
     if (top <= upto)
         return 0;
     uint64_t t0 = pl_now_mono_us();
-    int rc = 0;
-    for (const char *const *sql = set->adds; rc == 0 && *sql; sql++)
-        rc = add_range(conn, *sql, upto, top);
+    for (size_t i = 0; rc == 0 && i < set->n_tables; i++)
+        rc = add_range(conn, set->tables[i].add, upto, top);
     if (rc == 0)
         rc = add_range(conn, set->set_upto, upto, top);
     if (rc < 0)
@@ -141,26 +320,37 @@ static int catch_up(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set, unsig
 
 int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn)
 {
-    return catch_up(c, conn, &history_set, &c->ix_run);
+    return catch_up(c, conn, &history_set, &c->ix_sched);
 }
 
 int chat_cid_catch_up(chat_t *c, pl_store_conn_t *conn)
 {
-    return catch_up(c, conn, &client_set, &c->cid_run);
+    return catch_up(c, conn, &client_set, &c->cid_sched);
+}
+
+/* Counts one more message for the set and takes its job's next step when one is due. */
+static int sched_added(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set, ix_sched_t *s)
+{
+    s->run++;
+    if (!s->active) {
+        if (s->run < CHAT_IX_RUN)
+            return 0;
+        s->run = 0;
+    } else if (++s->since < CHAT_IX_STEP_EVERY) {
+        return 0;
+    }
+    s->since = 0;
+    int rc = job_step(c, conn, set);
+    s->active = rc > 0;
+    return rc < 0 ? rc : 0;
 }
 
 int chat_ix_added(chat_t *c, pl_store_conn_t *conn)
 {
-    /* The two catch-ups come half a run apart (chat_init starts cid_run there), so no
-     * batch waits for both. */
-    if (++c->cid_run >= CHAT_IX_RUN) {
-        int rc = chat_cid_catch_up(c, conn);
-        if (rc < 0)
-            return rc;
-    }
-    if (++c->ix_run < CHAT_IX_RUN)
-        return 0;
-    return chat_ix_catch_up(c, conn);
+    /* The two sets' jobs start half a run apart (chat_init starts cid_sched.run there),
+     * so their steps seldom meet in one batch. */
+    int rc = sched_added(c, conn, &client_set, &c->cid_sched);
+    return rc < 0 ? rc : sched_added(c, conn, &history_set, &c->ix_sched);
 }
 
 /* ---- client ids above the index --------------------------------------------------- */

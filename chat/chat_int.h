@@ -68,6 +68,14 @@ typedef struct chat_bucket {
 } chat_bucket_t;
 
 /* The part's state. */
+/* When to take the next step of an index catch-up (chat_index.c). A hint only: the
+ * catch-up's state is in the database. */
+typedef struct ix_sched {
+    unsigned run;                   /* messages added since the last catch-up began */
+    unsigned since;                 /* ... since the last step */
+    bool active;                    /* a catch-up is under way */
+} ix_sched_t;
+
 typedef struct chat {
     pl_sig_gateway_t *gw;
     pl_store_t *store;
@@ -79,9 +87,9 @@ typedef struct chat {
     pl_timer_t sweep_timer;         /* main loop */
     uint64_t sweep_interval_ms;
     uint64_t sweep_dev, sweep_msg;  /* store thread: where the expiry scan resumes */
-    unsigned ix_run;                /* store thread: messages added since the last index
-                                       catch-up (a hint, chat_index.c) */
-    unsigned cid_run;               /* ... and since the last chat_ix_client catch-up */
+    ix_sched_t ix_sched;            /* store thread: when to step the history and find
+                                       index catch-up (a hint, chat_index.c) */
+    ix_sched_t cid_sched;           /* ... and the chat_ix_client one */
     struct chat_cids *cids;         /* store thread: client ids above the index (chat_index.c) */
     struct chat_devs *devs;         /* store thread: device lists by account (chat_devs.c) */
     pl_metrics_shard_t *shard;      /* written on the store thread only */
@@ -470,12 +478,19 @@ int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id
  * chat_ix_client trail chat_messages and catch up in sorted runs. Messages added since the last
  * catch-up that make it worth another one. */
 #define CHAT_IX_RUN 16384
+/* Messages between two steps of a catch-up under way (a run takes ~20 steps), the
+ * messages one step copies into the run tables, and the rows one step moves from a run
+ * table into its index. */
+#define CHAT_IX_STEP_EVERY 512
+#define CHAT_IX_FILL 4096
+#define CHAT_IX_SLICE 2048
 /* Brings the index tables up to the newest message; run before reading them.
  * Returns 0 or a negative store error. */
 int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn);
 /* Brings chat_ix_client up to the newest message. Returns 0 or a negative store error. */
 int chat_cid_catch_up(chat_t *c, pl_store_conn_t *conn);
-/* After adding a row to chat_messages: catches up each every CHAT_IX_RUN rows. */
+/* After adding a row to chat_messages: starts a catch-up of each index set every
+ * CHAT_IX_RUN rows and takes a step of one under way every CHAT_IX_STEP_EVERY. */
 int chat_ix_added(chat_t *c, pl_store_conn_t *conn);
 /* The message sender sent with client_id earlier: 1 (id and created_at set), 0 none,
  * or a negative store error. */

@@ -282,7 +282,7 @@ static int chat_init(const pl_sig_ctx_t *ctx, void **state)
     if (!pl_config_bool(ctx->config, "chat", "enabled"))
         return 0;
     c->mem = chat_mem_create();
-    c->cid_run = CHAT_IX_RUN / 2;       /* chat_index.c: catch-ups half a run apart */
+    c->cid_sched.run = CHAT_IX_RUN / 2; /* chat_index.c: catch-ups half a run apart */
     register_metrics(c, ctx->metrics);
     int rc = add_tables(c, ctx->gw);
     if (rc < 0) {

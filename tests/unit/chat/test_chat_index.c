@@ -4,7 +4,10 @@
  * nowhere), a second one finds nothing to do, a catch-up rolled back with its request
  * leaves nothing behind and the next one indexes the rows that really exist, the
  * schema step from version 1 indexes the messages already there, and chat_ix_added
- * catches up every CHAT_IX_RUN rows. The idempotency look-up (chat_cid_find): a client
+ * starts a catch-up every CHAT_IX_RUN rows and completes it in steps; a spread
+ * catch-up whose steps are rolled back (a whole transaction, or a request's savepoint)
+ * ends with exactly the rows a synchronous one adds, never moves a mark early, and is
+ * dropped for a synchronous catch-up when a reader needs the index. The idempotency look-up (chat_cid_find): a client
  * id is found in memory before its catch-up and in chat_ix_client after, a rolled-back
  * insert whose id another message took is no answer, a row committed by another
  * connection is found, 40,000 ids all stay findable across catch-ups and prunes, ids
@@ -199,10 +202,118 @@ static void test_added_runs(void **state)
         pl_store_conn_reset_used(&f->conn);
     }
     assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"), 0);
+    assert_false(f->chat.ix_sched.active);
     assert_int_equal(chat_ix_added(&f->chat, &f->conn), 0);  /* the CHAT_IX_RUN-th */
     pl_store_conn_reset_used(&f->conn);
-    assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"), 1);
-    assert_int_equal(f->chat.ix_run, 0);
+    assert_true(f->chat.ix_sched.active);                    /* a job, in steps */
+    unsigned n = 0;
+    while (one(&f->conn, "SELECT upto FROM chat_ix_state") == 0) {
+        assert_true(++n < 64 * CHAT_IX_STEP_EVERY);
+        assert_int_equal(chat_ix_added(&f->chat, &f->conn), 0);
+        pl_store_conn_reset_used(&f->conn);
+    }
+    assert_false(f->chat.ix_sched.active);
+    assert_int_equal(f->chat.ix_sched.run, n);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_conv"), 1);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_sender"), 1);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM temp.ix_job"), 0);
+    close_fx(f);
+}
+
+/* The rows an index set is missing, against what the synchronous catch-up would add. */
+static sqlite3_int64 missing(fx_t *f)
+{
+    return one(&f->conn, "SELECT (SELECT count(*) FROM (SELECT conv_a, conv_b, id FROM"
+               " chat_messages WHERE kind <> 2 EXCEPT SELECT conv_a, conv_b, id FROM chat_ix_conv))"
+               " + (SELECT count(*) FROM (SELECT sender_id, id FROM chat_messages WHERE kind = 0"
+               " EXCEPT SELECT sender_id, id FROM chat_ix_sender))"
+               " + (SELECT count(*) FROM (SELECT sender_id, client_id, min(id) FROM chat_messages"
+               " WHERE client_id IS NOT NULL GROUP BY sender_id, client_id"
+               " EXCEPT SELECT sender_id, client_id, id FROM chat_ix_client))");
+}
+
+/* One step of each set's job now (starting them if none runs). */
+static void step(fx_t *f)
+{
+    f->chat.ix_sched.run = f->chat.ix_sched.active ? 0 : CHAT_IX_RUN - 1;
+    f->chat.ix_sched.since = CHAT_IX_STEP_EVERY - 1;
+    f->chat.cid_sched.run = f->chat.cid_sched.active ? 0 : CHAT_IX_RUN - 1;
+    f->chat.cid_sched.since = CHAT_IX_STEP_EVERY - 1;
+    assert_int_equal(chat_ix_added(&f->chat, &f->conn), 0);
+    pl_store_conn_reset_used(&f->conn);
+}
+
+static void add_many(fx_t *f, int n, int base)
+{
+    char sql[640];
+    snprintf(sql, sizeof sql, "WITH RECURSIVE k(i) AS (SELECT %d UNION ALL SELECT i + 1 FROM k"
+             " WHERE i < %d) INSERT INTO chat_messages(kind, sender_id, sender_device,"
+             " client_id, conv_a, conv_b, created_at, expires_at) SELECT CASE WHEN i %% 11 = 0"
+             " THEN 2 WHEN i %% 7 = 0 THEN 1 ELSE 0 END, 1 + i %% 97, 1,"
+             " CASE WHEN i %% 7 = 0 THEN NULL ELSE 'c' || (i %% 5000) END, i %% 13, 50 + i %% 31,"
+             " 0, 1 FROM k", base, base + n - 1);
+    exec_ok(&f->conn, sql);
+}
+
+static void test_spread_catch_up(void **state)
+{
+    (void)state;
+    fx_t *f = open_fx(chat_schema.n_steps);
+    add_many(f, 3 * CHAT_IX_SLICE + 100, 1);       /* repeated client ids: the first wins */
+    sqlite3_int64 top = one(&f->conn, "SELECT max(id) FROM chat_messages");
+    assert_true(missing(f) > 0);
+    /* A few steps of a transaction that the store then rolls back: undone. */
+    exec_ok(&f->conn, "BEGIN;");
+    for (int i = 0; i < 4; i++)
+        step(f);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM temp.ix_job"), 2);
+    exec_ok(&f->conn, "ROLLBACK;");
+    f->conn.rollbacks++;
+    /* Even the temporary tables went with it (they were created in that transaction). */
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM temp.sqlite_master"), 0);
+    /* Steps whose request rolls back its savepoint, between steps that stay. */
+    exec_ok(&f->conn, "BEGIN;");
+    /* (The memory may think a job done whose last step was rolled back: it only says
+     * when to step, and the next start continues the job the database still holds.) */
+    for (int i = 0; one(&f->conn, "SELECT upto = m AND client_upto = m FROM chat_ix_state,"
+                        " (SELECT max(id) AS m FROM chat_messages)") == 0; i++) {
+        assert_true(i < 200);
+        if (i % 3 == 1) {
+            exec_ok(&f->conn, "SAVEPOINT r;");
+            step(f);
+            exec_ok(&f->conn, "ROLLBACK TO r; RELEASE r;");
+        } else {
+            step(f);
+        }
+        /* The marks move only with everything below them in place. */
+        sqlite3_int64 upto = one(&f->conn, "SELECT upto FROM chat_ix_state");
+        assert_true(upto == 0 || upto == top);
+        if (upto == top)
+            assert_int_equal(one(&f->conn, "SELECT (SELECT count(*) FROM (SELECT conv_a,"
+                " conv_b, id FROM chat_messages WHERE kind <> 2 EXCEPT SELECT * FROM chat_ix_conv))"
+                " + (SELECT count(*) FROM (SELECT sender_id, id FROM chat_messages WHERE kind = 0"
+                " EXCEPT SELECT * FROM chat_ix_sender))"), 0);
+    }
+    exec_ok(&f->conn, "COMMIT;");
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM temp.ix_job"), 0);
+    assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"), top);
+    assert_int_equal(one(&f->conn, "SELECT client_upto FROM chat_ix_state"), top);
+    assert_int_equal(missing(f), 0);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_client"),
+                     one(&f->conn, "SELECT count(DISTINCT sender_id || '/' || client_id)"
+                         " FROM chat_messages WHERE client_id IS NOT NULL"));
+    /* A job under way when a reader needs the index: dropped, and the synchronous
+     * catch-up adds everything. */
+    add_many(f, 2 * CHAT_IX_SLICE, 20000);
+    step(f);
+    step(f);
+    assert_true(f->chat.ix_sched.active);
+    assert_int_equal(catch_up(f), 0);
+    assert_false(f->chat.ix_sched.active);
+    assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"),
+                     one(&f->conn, "SELECT max(id) FROM chat_messages"));
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM temp.ix_job WHERE set_id = 1"), 0);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM temp.ix_run_conv"), 0);
     close_fx(f);
 }
 
@@ -310,9 +421,12 @@ static void test_client_ids_many(void **state)
         pl_store_conn_reset_used(&f->conn);
     }
     exec_ok(&f->conn, "COMMIT;");
-    assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"), 2 * CHAT_IX_RUN);
-    assert_int_equal(one(&f->conn, "SELECT client_upto FROM chat_ix_state"), 2 * CHAT_IX_RUN);
-    assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_client"), 2 * CHAT_IX_RUN);
+    /* Catch-ups started every CHAT_IX_RUN messages and finished in steps: both marks
+     * have moved at least twice, and chat_ix_client holds exactly the ids up to its. */
+    sqlite3_int64 cupto = one(&f->conn, "SELECT client_upto FROM chat_ix_state");
+    assert_true(one(&f->conn, "SELECT upto FROM chat_ix_state") >= CHAT_IX_RUN);
+    assert_true(cupto >= 2 * CHAT_IX_RUN);
+    assert_int_equal(one(&f->conn, "SELECT count(*) FROM chat_ix_client"), cupto);
     assert_true(f->chat.cids->n < N);                           /* pruned */
     for (int i = 0; i < N; i++) {
         snprintf(cid, sizeof cid, "c%d", i);
@@ -322,7 +436,7 @@ static void test_client_ids_many(void **state)
      * were never sent are answered without looking into chat_ix_client (a false hit,
      * about 1 %, still looks). */
     chat_cids_t *s = f->chat.cids;
-    assert_int_equal(s->upto, 2 * CHAT_IX_RUN);
+    assert_true(s->upto >= CHAT_IX_RUN && s->upto <= cupto);
     assert_int_equal(s->f_hw, s->upto);
     assert_true(s->n_gens >= 1 && !s->f_full);
     uint64_t probes = s->probes;
@@ -338,7 +452,7 @@ static void test_client_ids_many(void **state)
     exec_ok(&f->conn, "ROLLBACK;");
     f->conn.rollbacks++;
     assert_int_equal(find(f, 5, "gone"), 0);
-    assert_int_equal(f->chat.cids->n, N - 2 * CHAT_IX_RUN);
+    assert_int_equal(f->chat.cids->n, N - cupto);
     assert_true(f->chat.cids->f_hw < f->chat.cids->upto);   /* the filter starts over */
     assert_int_equal(find(f, 1, "c0"), 1);
     assert_int_equal(find(f, 1 + (N - 1) % 100, "c39999"), N);
@@ -409,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_rollback),
         cmocka_unit_test(test_migration_indexes_old_rows),
         cmocka_unit_test(test_added_runs),
+        cmocka_unit_test(test_spread_catch_up),
         cmocka_unit_test(test_client_ids),
         cmocka_unit_test(test_client_ids_other_connection),
         cmocka_unit_test(test_client_ids_many),
