@@ -54,11 +54,11 @@ static int receipts_done(chat_op_t *op, pl_store_conn_t *conn, receipts_t *r)
 {
     int rc = 0;
     for (size_t i = 0; i < r->by_sender.cap; i++) {
-        rvec_t *vec = r->by_sender.keys[i] ? r->by_sender.vals[i] : NULL;
+        rvec_t *vec = r->by_sender.slots[i].key ? r->by_sender.slots[i].val : NULL;
         if (!vec)
             continue;
         if (op && rc >= 0)
-            rc = chat_receipts_send(op, conn, r->by_sender.keys[i], vec->v, vec->n,
+            rc = chat_receipts_send(op, conn, r->by_sender.slots[i].key, vec->v, vec->n,
                                     op->username);
         free(vec->v);
         free(vec);

@@ -384,8 +384,8 @@ static void cids_add(chat_cids_t *s, uint64_t key, uint64_t id)
 static void cids_clear(chat_cids_t *s)
 {
     for (size_t i = 0; i < s->map.cap; i++)
-        if (s->map.keys[i])
-            for (chat_cid_t *e = s->map.vals[i], *n; e; e = n) {
+        if (s->map.slots[i].key)
+            for (chat_cid_t *e = s->map.slots[i].val, *n; e; e = n) {
                 n = e->next;
                 free(e);
             }
@@ -401,12 +401,12 @@ static void cids_prune(chat_cids_t *s, int64_t upto)
     chat_map_init(&s->map);
     s->n = 0;
     for (size_t i = 0; i < old.cap; i++) {
-        if (!old.keys[i])
+        if (!old.slots[i].key)
             continue;
-        for (chat_cid_t *e = old.vals[i], *n; e; e = n) {
+        for (chat_cid_t *e = old.slots[i].val, *n; e; e = n) {
             n = e->next;
             if ((int64_t)e->id > upto)
-                cids_add(s, old.keys[i], e->id);
+                cids_add(s, old.slots[i].key, e->id);
             free(e);
         }
     }

@@ -333,9 +333,12 @@ void chat_mem_trim_buckets(chat_mem_t *m, uint64_t now_ms);
 size_t chat_mem_devices(const chat_mem_t *m);
 
 /* A u64 -> pointer hash map (open addressing, backward-shift deletion). Pure. */
+typedef struct chat_map_slot {
+    uint64_t key;                   /* 0 = empty */
+    void *val;
+} chat_map_slot_t;
 typedef struct chat_map {
-    uint64_t *keys;                 /* 0 = empty */
-    void **vals;
+    chat_map_slot_t *slots;         /* a key and its value share a cache line */
     size_t cap, count;
 } chat_map_t;
 void chat_map_init(chat_map_t *m);
@@ -346,7 +349,7 @@ void *chat_map_get(const chat_map_t *m, uint64_t key);
 /* Sets key (!= 0) to val; returns the previous value or NULL. */
 void *chat_map_put(chat_map_t *m, uint64_t key, void *val);
 void *chat_map_del(chat_map_t *m, uint64_t key);
-/* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->keys[i]) ... */
+/* Iteration: for (size_t i = 0; i < m->cap; i++) if (m->slots[i].key) ... */
 
 /* One generation of the client-id filter (chat_index.c): a blocked Bloom filter. */
 typedef struct chat_cid_bloom {

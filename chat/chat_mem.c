@@ -65,15 +65,15 @@ void chat_mem_destroy(chat_mem_t *m)
     if (!m)
         return;
     for (size_t i = 0; i < m->devs.cap; i++)
-        if (m->devs.keys[i])
-            dev_free(m->devs.vals[i]);
+        if (m->devs.slots[i].key)
+            dev_free(m->devs.slots[i].val);
     for (size_t i = 0; i < m->accts.cap; i++)
-        if (m->accts.keys[i])
-            acct_free(m->accts.vals[i]);
+        if (m->accts.slots[i].key)
+            acct_free(m->accts.slots[i].val);
     chat_map_t *owned[] = { &m->buckets, &m->names, &m->pairs };
     for (size_t k = 0; k < PL_ARRAY_LEN(owned); k++) {
         for (size_t i = 0; i < owned[k]->cap; i++)
-            free(owned[k]->vals[i]);
+            free(owned[k]->slots[i].val);
         chat_map_deinit(owned[k]);
     }
     chat_map_deinit(&m->devs);
@@ -223,9 +223,9 @@ void chat_mem_watch(chat_mem_t *m, chat_dev_t *d, uint64_t conn_id, const uint64
 void chat_mem_reset(chat_mem_t *m, void (*fn)(uint64_t conn_id, void *arg), void *arg)
 {
     for (size_t i = 0; i < m->devs.cap; i++) {
-        if (!m->devs.keys[i])
+        if (!m->devs.slots[i].key)
             continue;
-        chat_dev_t *d = m->devs.vals[i];
+        chat_dev_t *d = m->devs.slots[i].val;
         if (d->conn_id && fn)
             fn(d->conn_id, arg);
         if (d->watch_conn && d->watch_conn != d->conn_id && fn)
@@ -242,7 +242,7 @@ void chat_mem_reset(chat_mem_t *m, void (*fn)(uint64_t conn_id, void *arg), void
 void chat_mem_trim(chat_mem_t *m)
 {
     for (size_t i = 0; i < m->devs.cap;) {
-        chat_dev_t *d = m->devs.keys[i] ? m->devs.vals[i] : NULL;
+        chat_dev_t *d = m->devs.slots[i].key ? m->devs.slots[i].val : NULL;
         if (d && !d->conn_id && !d->watch_conn) {
             chat_map_del(&m->devs, d->device_id);
             dev_free(d);
@@ -251,7 +251,7 @@ void chat_mem_trim(chat_mem_t *m)
         i++;
     }
     for (size_t i = 0; i < m->accts.cap;) {
-        chat_acct_t *a = m->accts.keys[i] ? m->accts.vals[i] : NULL;
+        chat_acct_t *a = m->accts.slots[i].key ? m->accts.slots[i].val : NULL;
         if (a && !a->n_conns && !a->n_synced && !a->n_watchers) {
             chat_map_del(&m->accts, a->account_id);
             acct_free(a);
@@ -266,9 +266,9 @@ void chat_mem_trim(chat_mem_t *m)
 void chat_mem_trim_buckets(chat_mem_t *m, uint64_t now_ms)
 {
     for (size_t i = 0; i < m->buckets.cap;) {
-        chat_bucket_t *b = m->buckets.keys[i] ? m->buckets.vals[i] : NULL;
+        chat_bucket_t *b = m->buckets.slots[i].key ? m->buckets.slots[i].val : NULL;
         if (b && now_ms - b->last_ms > 600000) {
-            chat_map_del(&m->buckets, m->buckets.keys[i]);
+            chat_map_del(&m->buckets, m->buckets.slots[i].key);
             free(b);
             continue;
         }

@@ -217,22 +217,20 @@ void chat_map_init(chat_map_t *m)
 {
     m->cap = 64;
     m->count = 0;
-    m->keys = pl_xcalloc(m->cap, sizeof(*m->keys));
-    m->vals = pl_xcalloc(m->cap, sizeof(*m->vals));
+    m->slots = pl_xcalloc(m->cap, sizeof(*m->slots));
 }
 
 void chat_map_clear_owned(chat_map_t *m)
 {
     for (size_t i = 0; i < m->cap; i++)
-        free(m->vals[i]);
+        free(m->slots[i].val);
     chat_map_deinit(m);
     chat_map_init(m);
 }
 
 void chat_map_deinit(chat_map_t *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free(m->slots);
     memset(m, 0, sizeof(*m));
 }
 
@@ -247,7 +245,7 @@ static size_t home(uint64_t k, size_t cap)
 static size_t slot_of(const chat_map_t *m, uint64_t key)
 {
     size_t i = home(key, m->cap);
-    while (m->keys[i] && m->keys[i] != key)
+    while (m->slots[i].key && m->slots[i].key != key)
         i = (i + 1) & (m->cap - 1);
     return i;
 }
@@ -255,22 +253,19 @@ static size_t slot_of(const chat_map_t *m, uint64_t key)
 void *chat_map_get(const chat_map_t *m, uint64_t key)
 {
     size_t i = slot_of(m, key);
-    return m->keys[i] ? m->vals[i] : NULL;
+    return m->slots[i].key ? m->slots[i].val : NULL;
 }
 
 static void grow(chat_map_t *m)
 {
-    chat_map_t n = { pl_xcalloc(m->cap * 2, sizeof(uint64_t)),
-                     pl_xcalloc(m->cap * 2, sizeof(void *)), m->cap * 2, m->count };
+    chat_map_t n = { pl_xcalloc(m->cap * 2, sizeof(*m->slots)), m->cap * 2, m->count };
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->keys[i])
+        if (!m->slots[i].key)
             continue;
-        size_t j = slot_of(&n, m->keys[i]);
-        n.keys[j] = m->keys[i];
-        n.vals[j] = m->vals[i];
+        size_t j = slot_of(&n, m->slots[i].key);
+        n.slots[j] = m->slots[i];
     }
-    free(m->keys);
-    free(m->vals);
+    free(m->slots);
     *m = n;
 }
 
@@ -280,32 +275,31 @@ void *chat_map_put(chat_map_t *m, uint64_t key, void *val)
     if ((m->count + 1) * 4 > m->cap * 3)
         grow(m);
     size_t i = slot_of(m, key);
-    void *prev = m->keys[i] ? m->vals[i] : NULL;
-    if (!m->keys[i])
+    void *prev = m->slots[i].key ? m->slots[i].val : NULL;
+    if (!m->slots[i].key)
         m->count++;
-    m->keys[i] = key;
-    m->vals[i] = val;
+    m->slots[i].key = key;
+    m->slots[i].val = val;
     return prev;
 }
 
 void *chat_map_del(chat_map_t *m, uint64_t key)
 {
     size_t hole = slot_of(m, key), mask = m->cap - 1;
-    if (!m->keys[hole])
+    if (!m->slots[hole].key)
         return NULL;
-    void *prev = m->vals[hole];
+    void *prev = m->slots[hole].val;
     /* Backward-shift deletion (Knuth 6.4, Algorithm R): no tombstones. */
-    for (size_t i = (hole + 1) & mask; m->keys[i]; i = (i + 1) & mask) {
-        size_t h = home(m->keys[i], m->cap);
+    for (size_t i = (hole + 1) & mask; m->slots[i].key; i = (i + 1) & mask) {
+        size_t h = home(m->slots[i].key, m->cap);
         bool movable = (i > hole) ? (h <= hole || h > i) : (h <= hole && h > i);
         if (movable) {
-            m->keys[hole] = m->keys[i];
-            m->vals[hole] = m->vals[i];
+            m->slots[hole] = m->slots[i];
             hole = i;
         }
     }
-    m->keys[hole] = 0;
-    m->vals[hole] = NULL;
+    m->slots[hole].key = 0;
+    m->slots[hole].val = NULL;
     m->count--;
     return prev;
 }
