@@ -195,6 +195,19 @@ static int step_done(pl_store_conn_t *conn, const char *sql, int64_t a, bool bin
     return rc;
 }
 
+/* The rows a catch-up of the set would add: lo < id <= hi. Returns 1 when there are
+ * any, 0 when the mark is at the top, or a negative store error. */
+static int pending_range(pl_store_conn_t *conn, const ix_set_t *set, int64_t *lo, int64_t *hi)
+{
+    int64_t upto = query_int(conn, set->get_upto);
+    int64_t top = upto < 0 ? upto : query_int(conn, "SELECT max(id) FROM chat_messages");
+    if (top < 0)
+        return (int)top;
+    *lo = upto;
+    *hi = top;
+    return top > upto;
+}
+
 static int ensure_temp(pl_store_conn_t *conn, const ix_set_t *set)
 {
     int rc = step_done(conn, "CREATE TEMP TABLE IF NOT EXISTS ix_job(set_id INTEGER PRIMARY KEY,"
@@ -235,12 +248,9 @@ static int job_step(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set)
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return PL_ESTATE;
     if (rc == SQLITE_DONE) {
-        int64_t upto = query_int(conn, set->get_upto);
-        int64_t top = upto < 0 ? upto : query_int(conn, "SELECT max(id) FROM chat_messages");
-        if (top < 0)
-            return (int)top;
-        if (top <= upto)
-            return 0;
+        int64_t upto = 0, top = 0;
+        if ((rc = pending_range(conn, set, &upto, &top)) <= 0)
+            return rc;
         if ((rc = job_drop(conn, set)) < 0)
             return rc;
         st = pl_store_prepare(conn,
@@ -300,12 +310,10 @@ static int catch_up(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set, ix_sc
         return rc;
     sched->active = false;
     sched->run = 0;
-    int64_t upto = query_int(conn, set->get_upto);
-    int64_t top = upto < 0 ? upto : query_int(conn, "SELECT max(id) FROM chat_messages");
-    if (top < 0)
-        return (int)top;
-    if (top <= upto)
-        return 0;
+    int64_t upto = 0, top = 0;
+    if ((rc = pending_range(conn, set, &upto, &top)) <= 0)
+        return rc;
+    rc = 0;
     uint64_t t0 = pl_now_mono_us();
     for (size_t i = 0; rc == 0 && i < set->n_tables; i++)
         rc = add_range(conn, set->tables[i].add, upto, top);

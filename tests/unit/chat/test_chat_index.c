@@ -83,6 +83,26 @@ static fx_t *open_fx(size_t steps)
     return open_fx_at(steps, ":memory:");
 }
 
+/* A database in a new file (path: a mkstemp template, filled in), for tests that open
+ * a second connection to it as another node would. */
+static fx_t *open_fx_file(char *path)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    return open_fx_at(chat_schema.n_steps, path);
+}
+
+static void unlink_db(const char *path)
+{
+    char aux[256];
+    unlink(path);
+    snprintf(aux, sizeof aux, "%s-wal", path);
+    unlink(aux);
+    snprintf(aux, sizeof aux, "%s-shm", path);
+    unlink(aux);
+}
+
 static void close_fx(fx_t *f)
 {
     chat_cids_free(&f->chat);
@@ -380,10 +400,7 @@ static void test_client_ids_other_connection(void **state)
 {
     (void)state;
     char path[] = "/tmp/parley-test-cid-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    fx_t *f = open_fx_at(chat_schema.n_steps, path);
+    fx_t *f = open_fx_file(path);
     exec_ok(&f->conn, "BEGIN IMMEDIATE;");
     assert_int_equal(find(f, 7, "z"), 0);
     exec_ok(&f->conn, "COMMIT;");
@@ -398,12 +415,7 @@ static void test_client_ids_other_connection(void **state)
     assert_int_equal(find(f, 7, "z"), z);
     exec_ok(&f->conn, "COMMIT;");
     close_fx(f);
-    unlink(path);
-    char aux[sizeof(path) + 8];
-    snprintf(aux, sizeof aux, "%s-wal", path);
-    unlink(aux);
-    snprintf(aux, sizeof aux, "%s-shm", path);
-    unlink(aux);
+    unlink_db(path);
 }
 
 static void test_client_ids_many(void **state)
@@ -466,10 +478,7 @@ static void test_client_ids_filter_other_connection(void **state)
 {
     (void)state;
     char path[] = "/tmp/parley-test-cidf-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    fx_t *f = open_fx_at(chat_schema.n_steps, path);
+    fx_t *f = open_fx_file(path);
     char cid[32];
     exec_ok(&f->conn, "BEGIN IMMEDIATE;");
     for (int i = 0; i < 3000; i++) {
@@ -508,12 +517,7 @@ static void test_client_ids_filter_other_connection(void **state)
     assert_true(s->probes - probes <= 10);
     exec_ok(&f->conn, "COMMIT;");
     close_fx(f);
-    unlink(path);
-    char aux[sizeof(path) + 8];
-    snprintf(aux, sizeof aux, "%s-wal", path);
-    unlink(aux);
-    snprintf(aux, sizeof aux, "%s-shm", path);
-    unlink(aux);
+    unlink_db(path);
 }
 
 int main(void)
