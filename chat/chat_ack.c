@@ -335,6 +335,7 @@ static int parse_ids(pl_sig_req_t *req, chat_op_t *op, bool required)
 static void h_ack(pl_sig_req_t *req, void *arg)
 {
     chat_op_t *op = chat_op_new_bare(arg, req, exec_ack);
+    op->req.no_savepoint = true;        /* fails only on store errors */
     op->target = (uint64_t)json_integer_value(json_object_get(req->frame, "upto"));
     op->finish = finish_ack;
     /* Without an id an acknowledgement is fire-and-forget: a busy client saves a frame

@@ -557,6 +557,9 @@ static void h_send(pl_sig_req_t *req, void *arg)
     }
     /* The hot op: no frame copy, only the strings the exec needs. */
     chat_op_t *op = chat_op_new_bare(arg, req, to ? exec_direct : exec_group);
+    /* Both decide (lookups, limits, duplicates) before the first write; after it only a
+     * store error fails them. */
+    op->req.no_savepoint = true;
     op->finish = finish_send;
     op->text_fn = text_send;
     int rc;

@@ -1,5 +1,6 @@
 /* store.c: the store thread: a locked request queue, group commit (every queued request
- * in one transaction, a savepoint each, one COMMIT per batch) and the reply path back to
+ * in one transaction, a savepoint each unless it says no_savepoint, one COMMIT per
+ * batch) and the reply path back to
  * each requester's thread. With synchronous=full a committed batch is parked until the
  * syncer thread (store_sync.c) has fdatasync'ed the WAL after its COMMIT; only then do
  * its done functions run, in batch order, while the store thread goes on with the next
@@ -199,15 +200,31 @@ static void fail_range(pl_store_req_t *from, pl_store_req_t *to, int err)
  * may reset state the running requests are using. */
 #define MID_BATCH_CHECK 16
 
+/* Runs one request inside its own savepoint, or without one when it says
+ * no_savepoint; then, if it failed after writing, rolls the whole transaction back
+ * (run_batch finds autocommit on, as after an abort by SQLite). Whether it wrote is
+ * SQLite's count of changed rows: a statement that fails is undone by SQLite itself
+ * (statement journal, or the whole transaction), and the only writes the count misses
+ * are CREATE TEMP TABLE IF NOT EXISTS, which a rerun repeats harmlessly. */
 static void run_one(pl_store_t *st, pl_store_req_t *req)
 {
+    sqlite3 *db = pl_store_db(&st->conn);
+    if (req->no_savepoint) {
+        sqlite3_int64 before = sqlite3_total_changes64(db);
+        req->status = req->exec(&st->conn, req);
+        pl_store_conn_reset_used(&st->conn);
+        if (req->status < 0 && !sqlite3_get_autocommit(db) &&
+            sqlite3_total_changes64(db) != before)
+            tx(st, "ROLLBACK");
+        return;
+    }
     if (tx(st, "SAVEPOINT pl_req") < 0) {
         req->status = PL_ESTATE;
         return;
     }
     req->status = req->exec(&st->conn, req);
     pl_store_conn_reset_used(&st->conn);
-    if (sqlite3_get_autocommit(pl_store_db(&st->conn)))
+    if (sqlite3_get_autocommit(db))
         return;                 /* SQLite rolled the transaction back (I/O error, full) */
     if (req->status < 0)
         tx(st, "ROLLBACK TO pl_req");
@@ -215,8 +232,9 @@ static void run_one(pl_store_t *st, pl_store_req_t *req)
 }
 
 /* Runs the n requests from head in one transaction. If SQLite aborts the transaction
- * under a request (sqlite.org/lang_transaction.html: SQLITE_FULL, SQLITE_IOERR...), the
- * requests since BEGIN are marked failed and the rest start a new transaction. */
+ * under a request (sqlite.org/lang_transaction.html: SQLITE_FULL, SQLITE_IOERR...), or
+ * run_one rolled it back, the requests since BEGIN are marked failed and the rest start
+ * a new transaction. */
 static void run_batch(pl_store_t *st, pl_store_req_t *head, size_t n)
 {
     uint64_t t0 = pl_now_mono_us();

@@ -380,6 +380,59 @@ static void test_failed_request_rolls_back_only_itself(void **state)
     pl_store_close(st);
 }
 
+/* A request without a savepoint that fails after writing takes its transaction down:
+ * the requests before it in the batch fail with it and keep nothing; the rest of the
+ * batch commits in a new transaction. One that fails before writing touches nothing. */
+static int kv_fail_exec(pl_store_conn_t *conn, pl_store_req_t *req)
+{
+    PL_UNUSED(conn);
+    PL_UNUSED(req);
+    return -EINVAL;
+}
+
+static void test_no_savepoint_failure_after_write_fails_its_transaction(void **state)
+{
+    fixture_t *f = *state;
+    pl_store_t *st = open_store(f->path, schemas_v2, 0);
+    collector_t c;
+    collector_init(&c);
+    blocker_t b;
+    blocker_start(&b, st, &c);
+    int s[6] = { 1, 1, 1, 1, 1, 1 };
+    kv_req_t *r[6] = {
+        kv_new(kv_insert_exec, "a", 1, &c),
+        kv_new(kv_insert_exec, "b", 2, &c),     /* no savepoint: inserts, then fails */
+        kv_new(kv_insert_exec, "c", 3, &c),
+        kv_new(kv_fail_exec, "x", 0, &c),       /* no savepoint: fails before writing */
+        kv_new(kv_insert_exec, "d", 4, &c),     /* no savepoint, succeeds */
+        kv_new(kv_insert_exec, "e", 5, &c),
+    };
+    r[1]->fail_after = true;
+    r[1]->req.no_savepoint = r[3]->req.no_savepoint = r[4]->req.no_savepoint = true;
+    for (int i = 0; i < 6; i++) {
+        r[i]->done_status = &s[i];
+        pl_store_submit(st, &r[i]->req);
+    }
+    blocker_release(&b);
+    collector_wait(&c, 7);
+    assert_int_equal(s[0], PL_ESTATE);
+    assert_int_equal(s[1], PL_ESTATE);
+    assert_int_equal(s[2], 0);
+    assert_int_equal(s[3], -EINVAL);
+    assert_int_equal(s[4], 0);
+    assert_int_equal(s[5], 0);
+    assert_int_equal(kv_get(st, "a"), -1);
+    assert_int_equal(kv_get(st, "b"), -1);
+    assert_int_equal(kv_get(st, "c"), 3);
+    assert_int_equal(kv_get(st, "d"), 4);
+    assert_int_equal(kv_get(st, "e"), 5);
+    pl_store_stats_t stats;
+    pl_store_get_stats(st, &stats);
+    assert_int_equal(stats.max_batch, 6);
+    assert_int_equal(stats.commit_failures, 0);
+    pl_store_close(st);
+}
+
 /* ---- durability and close ------------------------------------------------------ */
 
 static void test_durable_across_reopen(void **state)
@@ -854,6 +907,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_commit_one_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_respects_batch_max, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_request_rolls_back_only_itself, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_savepoint_failure_after_write_fails_its_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_across_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_runs_queued_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replies_wait_for_fdatasync, setup, teardown),
