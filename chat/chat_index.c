@@ -12,12 +12,14 @@
  * below); before every lookup that reads the indexes one runs in a single go, so a
  * lookup sees every committed message as before.
  *
- * Everything is in the database: a catch-up is part of the transaction of the request
- * that runs it, so a rollback takes its rows and its new upto along, and the next
- * catch-up simply does the work again (INSERT OR IGNORE: the tables are derived data, a
- * rerun is harmless). Message rows are never deleted and ids only grow (chat_schema.c),
- * so the rows above upto are exactly the ones not yet indexed. The counters in chat_t
- * (ix_sched_t) are a hint for when to catch up, never a fact about the tables.
+ * Everything that counts is in the database: a catch-up is part of the transaction of
+ * the request that runs it, so a rollback takes its rows and its new upto along, and
+ * the next catch-up simply does the work again (INSERT OR IGNORE: the tables are derived
+ * data, a rerun is harmless). Message rows are never deleted and ids only grow
+ * (chat_schema.c), so the rows above upto are exactly the ones not yet indexed. The
+ * counters in chat_t (ix_sched_t) are a hint for when to catch up, and the sorted runs
+ * of a spread catch-up (struct chat_ixruns) a cache of rows, never a fact about the
+ * tables.
  *
  * The idempotency index (sender_id, client_id) trails the same way (chat_ix_client, up
  * to chat_ix_state.client_upto; its catch-ups come half a run after the other two, so
@@ -81,23 +83,24 @@ static int add_range(pl_store_conn_t *conn, const char *sql, int64_t from, int64
 }
 
 /* One table of a set: how the synchronous catch-up adds a range of messages to it, and
- * the temporary run table through which a spread one goes (see "Spread catch-ups"). */
+ * how a spread one reads the range's keys into a run in memory and moves a slice of the
+ * sorted run into the table (see "Spread catch-ups"). */
 typedef struct ix_table {
     const char *add;                    /* ?1 < id <= ?2, sorted by the key */
-    const char *create_run;
-    const char *fill;                   /* ?1 < id <= ?2 into the run table */
-    const char *slice;                  /* the first ?1 rows of the run into the index */
-    const char *consume;                /* ... and out of the run (nothing if fewer) */
-    const char *clear;
+    const char *read;                   /* ?1 < id <= ?2: the key as (a, b or t, id) */
+    bool text;                          /* the key's middle column is text (t) */
+    const char *insert;                 /* rows ?2 <= i < ?3 of run ?1 into the table */
 } ix_table_t;
+
+#define IX_MAX_TABLES 2
 
 /* One mark in chat_ix_state and the tables complete up to it. */
 typedef struct ix_set {
-    int id;                             /* temp.ix_job.set_id */
+    int id;                             /* temp.ix_job.set_id: 1 or 2 */
     const char *get_upto;
     const char *set_upto;               /* ?1 the old mark, ?2 the new one */
     const ix_table_t *tables;
-    size_t n_tables;
+    size_t n_tables;                    /* <= IX_MAX_TABLES */
 } ix_set_t;
 
 /* Receipts held for away devices (kind 2) are nobody's conversation; find covers
@@ -106,27 +109,16 @@ static const ix_table_t history_tables[] = {
     { "INSERT OR IGNORE INTO chat_ix_conv(conv_a, conv_b, id) SELECT conv_a, conv_b, id"
       " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind <> 2"
       " ORDER BY conv_a, conv_b, id",
-      "CREATE TEMP TABLE IF NOT EXISTS ix_run_conv(conv_a INTEGER, conv_b INTEGER,"
-      " id INTEGER, PRIMARY KEY(conv_a, conv_b, id)) WITHOUT ROWID",
-      "INSERT OR IGNORE INTO temp.ix_run_conv SELECT conv_a, conv_b, id FROM chat_messages"
-      " WHERE id > ?1 AND id <= ?2 AND kind <> 2",
-      "INSERT OR IGNORE INTO chat_ix_conv(conv_a, conv_b, id) SELECT conv_a, conv_b, id"
-      " FROM temp.ix_run_conv ORDER BY conv_a, conv_b, id LIMIT ?1",
-      "DELETE FROM temp.ix_run_conv WHERE (conv_a, conv_b, id) <= (SELECT conv_a, conv_b, id"
-      " FROM temp.ix_run_conv ORDER BY conv_a, conv_b, id LIMIT 1 OFFSET ?1 - 1)",
-      "DELETE FROM temp.ix_run_conv" },
+      "SELECT conv_a, conv_b, id FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind <> 2",
+      false,
+      "INSERT OR IGNORE INTO chat_ix_conv(conv_a, conv_b, id) SELECT a, b, id"
+      " FROM pl_ixrun(?1, ?2, ?3)" },
     { "INSERT OR IGNORE INTO chat_ix_sender(sender_id, id) SELECT sender_id, id"
       " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind = 0"
       " ORDER BY sender_id, id",
-      "CREATE TEMP TABLE IF NOT EXISTS ix_run_sender(sender_id INTEGER, id INTEGER,"
-      " PRIMARY KEY(sender_id, id)) WITHOUT ROWID",
-      "INSERT OR IGNORE INTO temp.ix_run_sender SELECT sender_id, id FROM chat_messages"
-      " WHERE id > ?1 AND id <= ?2 AND kind = 0",
-      "INSERT OR IGNORE INTO chat_ix_sender(sender_id, id) SELECT sender_id, id"
-      " FROM temp.ix_run_sender ORDER BY sender_id, id LIMIT ?1",
-      "DELETE FROM temp.ix_run_sender WHERE (sender_id, id) <= (SELECT sender_id, id"
-      " FROM temp.ix_run_sender ORDER BY sender_id, id LIMIT 1 OFFSET ?1 - 1)",
-      "DELETE FROM temp.ix_run_sender" },
+      "SELECT sender_id, 0, id FROM chat_messages WHERE id > ?1 AND id <= ?2 AND kind = 0",
+      false,
+      "INSERT OR IGNORE INTO chat_ix_sender(sender_id, id) SELECT a, id FROM pl_ixrun(?1, ?2, ?3)" },
 };
 static const ix_set_t history_set = {
     1, "SELECT upto FROM chat_ix_state WHERE id = 1",
@@ -134,24 +126,18 @@ static const ix_set_t history_set = {
     history_tables, PL_ARRAY_LEN(history_tables),
 };
 
-/* The first message of a (sender, client id) wins: the run table keeps every id, and
- * the slices go in key order. */
+/* The first message of a (sender, client id) wins: a run keeps every id, sorted by
+ * (sender, client id, id), and the slices go in that order. */
 static const ix_table_t client_tables[] = {
     { "INSERT OR IGNORE INTO chat_ix_client(sender_id, client_id, id)"
       " SELECT sender_id, client_id, id FROM chat_messages"
       " WHERE id > ?1 AND id <= ?2 AND client_id IS NOT NULL"
       " ORDER BY sender_id, client_id, id",
-      "CREATE TEMP TABLE IF NOT EXISTS ix_run_client(sender_id INTEGER, client_id TEXT,"
-      " id INTEGER, PRIMARY KEY(sender_id, client_id, id)) WITHOUT ROWID",
-      "INSERT OR IGNORE INTO temp.ix_run_client SELECT sender_id, client_id, id"
-      " FROM chat_messages WHERE id > ?1 AND id <= ?2 AND client_id IS NOT NULL",
-      "INSERT OR IGNORE INTO chat_ix_client(sender_id, client_id, id)"
-      " SELECT sender_id, client_id, id FROM temp.ix_run_client"
-      " ORDER BY sender_id, client_id, id LIMIT ?1",
-      "DELETE FROM temp.ix_run_client WHERE (sender_id, client_id, id) <= (SELECT sender_id,"
-      " client_id, id FROM temp.ix_run_client ORDER BY sender_id, client_id, id"
-      " LIMIT 1 OFFSET ?1 - 1)",
-      "DELETE FROM temp.ix_run_client" },
+      "SELECT sender_id, client_id, id FROM chat_messages"
+      " WHERE id > ?1 AND id <= ?2 AND client_id IS NOT NULL",
+      true,
+      "INSERT OR IGNORE INTO chat_ix_client(sender_id, client_id, id) SELECT a, t, id"
+      " FROM pl_ixrun(?1, ?2, ?3)" },
 };
 static const ix_set_t client_set = {
     2, "SELECT client_upto FROM chat_ix_state WHERE id = 1",
@@ -159,28 +145,345 @@ static const ix_set_t client_set = {
     client_tables, PL_ARRAY_LEN(client_tables),
 };
 
+/* ---- runs in memory --------------------------------------------------------------- */
+
+/* One index key: (a, b, id), or (a, t, id) with t a client id in the run's arena. */
+typedef struct ix_key {
+    int64_t a, b, id;
+    uint32_t t_off, t_len;
+} ix_key_t;
+
+typedef struct ix_run {
+    ix_key_t *v, *scratch;              /* scratch: the merge's output */
+    size_t n, cap;
+    char *arena;
+    size_t arena_len, arena_cap;
+} ix_run_t;
+
+/* The keys of a job's rows lo < id <= filled, one sorted run per table: a cache of the
+ * database, valid while the job (lo, hi) is the same and no whole transaction rolled
+ * back (epoch); the job's row in temp.ix_job says how far the database has got. */
+typedef struct ix_cache {
+    bool valid;
+    int64_t lo, hi, filled;
+    uint64_t epoch;
+    ix_run_t runs[IX_MAX_TABLES];
+} ix_cache_t;
+
+struct chat_ixruns {
+    ix_cache_t sets[2];                 /* by set id - 1 */
+    sqlite3 *registered;                /* the connection pl_ixrun is registered on */
+};
+
+static int key_cmp(const void *x, const void *y, void *arg)
+{
+    const ix_key_t *p = x, *q = y;
+    const ix_run_t *r = arg;
+    if (p->a != q->a)
+        return p->a < q->a ? -1 : 1;
+    if (p->b != q->b)
+        return p->b < q->b ? -1 : 1;
+    if (p->t_len || q->t_len) {
+        /* SQLite's BINARY collation: bytes, then the shorter first. */
+        int c = memcmp(r->arena + p->t_off, r->arena + q->t_off, PL_MIN(p->t_len, q->t_len));
+        if (c || p->t_len != q->t_len)
+            return c ? c : p->t_len < q->t_len ? -1 : 1;
+    }
+    return p->id < q->id ? -1 : p->id > q->id;
+}
+
+static void run_clear(ix_run_t *r)
+{
+    r->n = 0;
+    r->arena_len = 0;
+}
+
+static void run_free(ix_run_t *r)
+{
+    free(r->v);
+    free(r->scratch);
+    free(r->arena);
+    memset(r, 0, sizeof(*r));
+}
+
+static void run_push(ix_run_t *r, int64_t a, int64_t b, const char *t, size_t t_len, int64_t id)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 1024;
+        r->v = pl_xrealloc(r->v, r->cap * sizeof(*r->v));
+        r->scratch = pl_xrealloc(r->scratch, r->cap * sizeof(*r->scratch));
+    }
+    ix_key_t *k = &r->v[r->n++];
+    *k = (ix_key_t){ .a = a, .b = b, .id = id, .t_off = (uint32_t)r->arena_len,
+                     .t_len = (uint32_t)t_len };
+    if (t_len) {
+        if (r->arena_len + t_len > r->arena_cap) {
+            r->arena_cap = PL_MAX(r->arena_cap * 2, r->arena_len + t_len + 4096);
+            r->arena = pl_xrealloc(r->arena, r->arena_cap);
+        }
+        memcpy(r->arena + r->arena_len, t, t_len);
+        r->arena_len += t_len;
+    }
+}
+
+/* Sorts the keys from `from` on and merges them with the sorted ones before. */
+static void run_sort_tail(ix_run_t *r, size_t from)
+{
+    qsort_r(r->v + from, r->n - from, sizeof(*r->v), key_cmp, r);
+    if (from == 0 || from == r->n || key_cmp(&r->v[from - 1], &r->v[from], r) <= 0)
+        return;
+    size_t i = 0, j = from, o = 0;
+    while (i < from && j < r->n)
+        r->scratch[o++] = key_cmp(&r->v[j], &r->v[i], r) < 0 ? r->v[j++] : r->v[i++];
+    while (i < from)
+        r->scratch[o++] = r->v[i++];
+    while (j < r->n)
+        r->scratch[o++] = r->v[j++];
+    ix_key_t *t = r->v;
+    r->v = r->scratch;
+    r->scratch = t;
+}
+
+/* Reads the keys of the rows from < id <= to into the set's runs, sorted. */
+static int cache_read(ix_cache_t *k, pl_store_conn_t *conn, const ix_set_t *set, int64_t from,
+                      int64_t to)
+{
+    for (size_t i = 0; i < set->n_tables; i++) {
+        const ix_table_t *t = &set->tables[i];
+        ix_run_t *r = &k->runs[i];
+        sqlite3_stmt *st = pl_store_prepare(conn, t->read);
+        if (!st)
+            return PL_ESTATE;
+        sqlite3_bind_int64(st, 1, from);
+        sqlite3_bind_int64(st, 2, to);
+        size_t before = r->n;
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *txt = t->text ? (const char *)sqlite3_column_text(st, 1) : NULL;
+            size_t len = txt ? (size_t)sqlite3_column_bytes(st, 1) : 0;
+            run_push(r, sqlite3_column_int64(st, 0), t->text ? 0 : sqlite3_column_int64(st, 1),
+                     txt, len, sqlite3_column_int64(st, 2));
+        }
+        if (rc != SQLITE_DONE)
+            return PL_ESTATE;
+        run_sort_tail(r, before);
+    }
+    k->filled = to;
+    return 0;
+}
+
+/* Makes the cache hold exactly the job's rows lo < id <= filled. */
+static int cache_sync(ix_cache_t *k, pl_store_conn_t *conn, const ix_set_t *set, int64_t lo,
+                      int64_t hi, int64_t filled)
+{
+    uint64_t epoch = pl_store_conn_rollbacks(conn);
+    /* A fill step whose request rolled back left keys the database does not count. */
+    if (!k->valid || k->lo != lo || k->hi != hi || k->epoch != epoch || k->filled > filled) {
+        for (size_t i = 0; i < set->n_tables; i++)
+            run_clear(&k->runs[i]);
+        *k = (ix_cache_t){ .valid = true, .lo = lo, .hi = hi, .filled = lo, .epoch = epoch,
+                           .runs = { k->runs[0], k->runs[1] } };
+    }
+    int rc = k->filled < filled ? cache_read(k, conn, set, k->filled, filled) : 0;
+    if (rc < 0)
+        k->valid = false;
+    return rc;
+}
+
+/* pl_ixrun(run, from, to): rows from <= i < to of a sorted run, as (a, b, t, id); run is
+ * a pointer bound with sqlite3_bind_pointer (type "pl_ixrun"), so SQL text cannot name
+ * one. An eponymous table-valued function on the store's connection only. */
+typedef struct ixrun_cursor {
+    sqlite3_vtab_cursor base;
+    const ix_run_t *run;
+    size_t i, end;
+} ixrun_cursor_t;
+
+enum { IXRUN_A, IXRUN_B, IXRUN_T, IXRUN_ID, IXRUN_RUN, IXRUN_FROM, IXRUN_TO };
+
+static int ixrun_connect(sqlite3 *db, void *aux, int argc, const char *const *argv,
+                         sqlite3_vtab **out, char **err)
+{
+    PL_UNUSED(aux);
+    PL_UNUSED(argc);
+    PL_UNUSED(argv);
+    PL_UNUSED(err);
+    int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(a INTEGER, b INTEGER, t TEXT, id INTEGER,"
+                                      " run HIDDEN, lo HIDDEN, hi HIDDEN)");
+    if (rc != SQLITE_OK)
+        return rc;
+    *out = sqlite3_malloc(sizeof(**out));
+    if (!*out)
+        return SQLITE_NOMEM;
+    memset(*out, 0, sizeof(**out));
+    return SQLITE_OK;
+}
+
+static int ixrun_disconnect(sqlite3_vtab *vt)
+{
+    sqlite3_free(vt);
+    return SQLITE_OK;
+}
+
+/* All three hidden arguments are required, by equality. */
+static int ixrun_best_index(sqlite3_vtab *vt, sqlite3_index_info *info)
+{
+    PL_UNUSED(vt);
+    int have = 0;
+    for (int i = 0; i < info->nConstraint; i++) {
+        const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+        if (c->iColumn < IXRUN_RUN)
+            continue;
+        if (!c->usable || c->op != SQLITE_INDEX_CONSTRAINT_EQ)
+            return SQLITE_CONSTRAINT;
+        info->aConstraintUsage[i].argvIndex = c->iColumn - IXRUN_RUN + 1;
+        info->aConstraintUsage[i].omit = 1;
+        have |= 1 << (c->iColumn - IXRUN_RUN);
+    }
+    if (have != 7)
+        return SQLITE_CONSTRAINT;
+    info->estimatedCost = (double)CHAT_IX_SLICE;
+    info->estimatedRows = CHAT_IX_SLICE;
+    return SQLITE_OK;
+}
+
+static int ixrun_open(sqlite3_vtab *vt, sqlite3_vtab_cursor **out)
+{
+    PL_UNUSED(vt);
+    ixrun_cursor_t *c = sqlite3_malloc(sizeof(*c));
+    if (!c)
+        return SQLITE_NOMEM;
+    memset(c, 0, sizeof(*c));
+    *out = &c->base;
+    return SQLITE_OK;
+}
+
+static int ixrun_close(sqlite3_vtab_cursor *cur)
+{
+    sqlite3_free(cur);
+    return SQLITE_OK;
+}
+
+static int ixrun_filter(sqlite3_vtab_cursor *cur, int idx_num, const char *idx_str, int argc,
+                        sqlite3_value **argv)
+{
+    PL_UNUSED(idx_num);
+    PL_UNUSED(idx_str);
+    ixrun_cursor_t *c = (ixrun_cursor_t *)cur;
+    c->run = argc == 3 ? sqlite3_value_pointer(argv[0], "pl_ixrun") : NULL;
+    c->i = c->end = 0;
+    if (c->run) {
+        sqlite3_int64 from = sqlite3_value_int64(argv[1]), to = sqlite3_value_int64(argv[2]);
+        c->end = to < 0 ? 0 : PL_MIN((size_t)to, c->run->n);
+        c->i = from < 0 ? 0 : PL_MIN((size_t)from, c->end);
+    }
+    return SQLITE_OK;
+}
+
+static int ixrun_next(sqlite3_vtab_cursor *cur)
+{
+    ((ixrun_cursor_t *)cur)->i++;
+    return SQLITE_OK;
+}
+
+static int ixrun_eof(sqlite3_vtab_cursor *cur)
+{
+    const ixrun_cursor_t *c = (const ixrun_cursor_t *)cur;
+    return c->i >= c->end;
+}
+
+static int ixrun_column(sqlite3_vtab_cursor *cur, sqlite3_context *ctx, int col)
+{
+    const ixrun_cursor_t *c = (const ixrun_cursor_t *)cur;
+    const ix_key_t *k = &c->run->v[c->i];
+    switch (col) {
+    case IXRUN_A: sqlite3_result_int64(ctx, k->a); break;
+    case IXRUN_B: sqlite3_result_int64(ctx, k->b); break;
+    case IXRUN_T:
+        sqlite3_result_text(ctx, c->run->arena ? c->run->arena + k->t_off : "", (int)k->t_len,
+                            SQLITE_STATIC);
+        break;
+    case IXRUN_ID: sqlite3_result_int64(ctx, k->id); break;
+    default: sqlite3_result_null(ctx); break;
+    }
+    return SQLITE_OK;
+}
+
+static int ixrun_rowid(sqlite3_vtab_cursor *cur, sqlite3_int64 *rowid)
+{
+    *rowid = (sqlite3_int64)((const ixrun_cursor_t *)cur)->i;
+    return SQLITE_OK;
+}
+
+static const sqlite3_module ixrun_module = {
+    .iVersion = 0,
+    .xCreate = NULL,                    /* eponymous only */
+    .xConnect = ixrun_connect,
+    .xBestIndex = ixrun_best_index,
+    .xDisconnect = ixrun_disconnect,
+    .xDestroy = ixrun_disconnect,
+    .xOpen = ixrun_open,
+    .xClose = ixrun_close,
+    .xFilter = ixrun_filter,
+    .xNext = ixrun_next,
+    .xEof = ixrun_eof,
+    .xColumn = ixrun_column,
+    .xRowid = ixrun_rowid,
+};
+
+static struct chat_ixruns *ixruns(chat_t *c, pl_store_conn_t *conn)
+{
+    if (!c->ixruns)
+        c->ixruns = pl_xcalloc(1, sizeof(*c->ixruns));
+    sqlite3 *db = pl_store_db(conn);
+    if (c->ixruns->registered != db) {
+        if (sqlite3_create_module_v2(db, "pl_ixrun", &ixrun_module, NULL, NULL) != SQLITE_OK)
+            return NULL;
+        c->ixruns->registered = db;
+    }
+    return c->ixruns;
+}
+
+void chat_ix_free(chat_t *c)
+{
+    chat_cids_free(c);
+    if (!c->ixruns)
+        return;
+    for (size_t s = 0; s < PL_ARRAY_LEN(c->ixruns->sets); s++)
+        for (size_t i = 0; i < IX_MAX_TABLES; i++)
+            run_free(&c->ixruns->sets[s].runs[i]);
+    free(c->ixruns);
+    c->ixruns = NULL;
+}
+
 /* ---- spread catch-ups ------------------------------------------------------------ */
 
 /* A catch-up of a whole run in one go held the store thread for 15-20 ms per set (a
  * run of 16,384 messages), and every request queued meanwhile waited: at 20,000
  * messages/s it set the p99 (24-26 ms; 7.5-11 ms in steps, docs/BENCHMARKS.md). So
  * the run is added in steps, one every CHAT_IX_STEP_EVERY messages, each a few
- * milliseconds: a job
- * (temp.ix_job: the range lo < id <= hi, and how far it has been read) first copies the
- * range's keys into a temporary run table per index table, CHAT_IX_FILL messages a
- * step, then moves them into the index in key order, CHAT_IX_SLICE rows a step -- the
- * slices of one run partition its keys, so the index's leaves are written no more
- * often than by one sorted insert -- and finally moves the mark from lo to hi (only
- * if it is still lo: another node may have moved it). Until then the mark says lo, so
- * nothing relies on the rows the job has added so far.
+ * milliseconds: a job (temp.ix_job: the range lo < id <= hi, how far it has been read,
+ * and which table's sorted run has been moved how far) first reads the range's keys
+ * into a sorted run in memory per index table, CHAT_IX_FILL messages a step, then moves
+ * them into the index in key order, CHAT_IX_SLICE rows a step (through the pl_ixrun
+ * table-valued function) -- the slices of one run partition its keys, so the index's
+ * leaves are written no more often than by one sorted insert -- and finally moves the
+ * mark from lo to hi (only if it is still lo: another node may have moved it). Until
+ * then the mark says lo, so nothing relies on the rows the job has added so far. A job
+ * covers at most CHAT_IX_JOB_MAX messages (a run after a long pause, or a restart,
+ * would hold them all in memory); the next one takes the rest.
  *
- * The job lives in temporary tables of the store's connection, which are part of its
+ * The job lives in a temporary table of the store's connection, part of its
  * transactions: a step rolled back with its request (or its whole transaction) is
- * undone with everything else and simply done again. The memory (ix_sched_t) only
- * says when to take the next step. A reader that needs the index complete (history,
- * find) drops the job and catches up synchronously. */
-static int step_done(pl_store_conn_t *conn, const char *sql, int64_t a, bool bind2, int64_t b,
-                     int *changes)
+ * undone with everything else and simply done again. The runs are a cache of what the
+ * job row says has been read: rebuilt from the database when it says less (a fill
+ * step rolled back), or when the job or the store's count of whole-transaction
+ * rollbacks changed. The memory (ix_sched_t) only says when to take the next step. A
+ * reader that needs the index complete (history, find) drops the job and catches up
+ * synchronously. */
+#define CHAT_IX_JOB_MAX (4 * CHAT_IX_RUN)
+
+static int step_done(pl_store_conn_t *conn, const char *sql, int64_t a, bool bind2, int64_t b)
 {
     sqlite3_stmt *st = pl_store_prepare(conn, sql);
     if (!st)
@@ -189,10 +492,7 @@ static int step_done(pl_store_conn_t *conn, const char *sql, int64_t a, bool bin
         sqlite3_bind_int64(st, 1, a);
     if (bind2)
         sqlite3_bind_int64(st, 2, b);
-    int rc = pl_store_step_done(conn, st);
-    if (changes)
-        *changes = rc == 0 ? sqlite3_changes(pl_store_db(conn)) : 0;
-    return rc;
+    return pl_store_step_done(conn, st);
 }
 
 /* The rows a catch-up of the set would add: lo < id <= hi. Returns 1 when there are
@@ -208,26 +508,46 @@ static int pending_range(pl_store_conn_t *conn, const ix_set_t *set, int64_t *lo
     return top > upto;
 }
 
-static int ensure_temp(pl_store_conn_t *conn, const ix_set_t *set)
+static int ensure_job_table(pl_store_conn_t *conn)
 {
-    int rc = step_done(conn, "CREATE TEMP TABLE IF NOT EXISTS ix_job(set_id INTEGER PRIMARY KEY,"
-                       " lo INTEGER NOT NULL, hi INTEGER NOT NULL, filled INTEGER NOT NULL)",
-                       -1, false, 0, NULL);
-    for (size_t i = 0; rc == 0 && i < set->n_tables; i++)
-        rc = step_done(conn, set->tables[i].create_run, -1, false, 0, NULL);
-    return rc;
+    return step_done(conn, "CREATE TEMP TABLE IF NOT EXISTS ix_job(set_id INTEGER PRIMARY KEY,"
+                     " lo INTEGER NOT NULL, hi INTEGER NOT NULL, filled INTEGER NOT NULL,"
+                     " tbl INTEGER NOT NULL, off INTEGER NOT NULL)", -1, false, 0);
 }
 
-/* Drops the set's job and its run tables. */
+/* Drops the set's job. */
 static int job_drop(pl_store_conn_t *conn, const ix_set_t *set)
 {
-    int rc = ensure_temp(conn, set);
-    if (rc == 0)
-        rc = step_done(conn, "DELETE FROM temp.ix_job WHERE set_id = ?1", set->id, false, 0,
-                       NULL);
-    for (size_t i = 0; rc == 0 && i < set->n_tables; i++)
-        rc = step_done(conn, set->tables[i].clear, -1, false, 0, NULL);
-    return rc;
+    int rc = ensure_job_table(conn);
+    return rc < 0 ? rc : step_done(conn, "DELETE FROM temp.ix_job WHERE set_id = ?1", set->id,
+                                   false, 0);
+}
+
+static int job_update(pl_store_conn_t *conn, const ix_set_t *set, int64_t filled, int64_t tbl,
+                      int64_t off)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn,
+        "UPDATE temp.ix_job SET filled = ?2, tbl = ?3, off = ?4 WHERE set_id = ?1");
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_int64(st, 1, set->id);
+    sqlite3_bind_int64(st, 2, filled);
+    sqlite3_bind_int64(st, 3, tbl);
+    sqlite3_bind_int64(st, 4, off);
+    return pl_store_step_done(conn, st);
+}
+
+/* Moves rows off <= i < end of a sorted run into its table. */
+static int slice(pl_store_conn_t *conn, const ix_table_t *t, ix_run_t *run, size_t off,
+                 size_t end)
+{
+    sqlite3_stmt *st = pl_store_prepare(conn, t->insert);
+    if (!st)
+        return PL_ESTATE;
+    sqlite3_bind_pointer(st, 1, run, "pl_ixrun", NULL);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)off);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)end);
+    return pl_store_step_done(conn, st);
 }
 
 /* One step of the set's job, starting one if there is none. Returns 1 when there is
@@ -236,11 +556,14 @@ static int job_drop(pl_store_conn_t *conn, const ix_set_t *set)
 static int job_step(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set)
 {
     uint64_t t0 = pl_now_mono_us();
-    int rc = ensure_temp(conn, set);
+    struct chat_ixruns *runs = ixruns(c, conn);
+    if (!runs)
+        return PL_ESTATE;
+    int rc = ensure_job_table(conn);
     if (rc < 0)
         return rc;
     sqlite3_stmt *st = pl_store_prepare(conn,
-        "SELECT lo, hi, filled FROM temp.ix_job WHERE set_id = ?1");
+        "SELECT lo, hi, filled, tbl, off FROM temp.ix_job WHERE set_id = ?1");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, set->id);
@@ -251,46 +574,45 @@ static int job_step(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set)
         int64_t upto = 0, top = 0;
         if ((rc = pending_range(conn, set, &upto, &top)) <= 0)
             return rc;
-        if ((rc = job_drop(conn, set)) < 0)
-            return rc;
-        st = pl_store_prepare(conn,
-            "INSERT INTO temp.ix_job(set_id, lo, hi, filled) VALUES (?1, ?2, ?3, ?2)");
+        st = pl_store_prepare(conn, "INSERT INTO temp.ix_job(set_id, lo, hi, filled, tbl, off)"
+                                    " VALUES (?1, ?2, ?3, ?2, 0, 0)");
         if (!st)
             return PL_ESTATE;
         sqlite3_bind_int64(st, 1, set->id);
         sqlite3_bind_int64(st, 2, upto);
-        sqlite3_bind_int64(st, 3, top);
+        sqlite3_bind_int64(st, 3, PL_MIN(top, upto + CHAT_IX_JOB_MAX));
         return (rc = pl_store_step_done(conn, st)) < 0 ? rc : 1;
     }
     int64_t lo = sqlite3_column_int64(st, 0), hi = sqlite3_column_int64(st, 1),
-            filled = sqlite3_column_int64(st, 2);
+            filled = sqlite3_column_int64(st, 2), tbl = sqlite3_column_int64(st, 3),
+            off = sqlite3_column_int64(st, 4);
+    sqlite3_reset(st);
+    ix_cache_t *k = &runs->sets[set->id - 1];
+    if ((rc = cache_sync(k, conn, set, lo, hi, filled)) < 0)
+        return rc;
     if (filled < hi) {
         int64_t to = PL_MIN(filled + CHAT_IX_FILL, hi);
-        for (size_t i = 0; rc >= 0 && i < set->n_tables; i++)
-            rc = step_done(conn, set->tables[i].fill, filled, true, to, NULL);
-        if (rc >= 0)
-            rc = step_done(conn, "UPDATE temp.ix_job SET filled = ?2 WHERE set_id = ?1",
-                           set->id, true, to, NULL);
+        if ((rc = cache_read(k, conn, set, filled, to)) < 0) {
+            k->valid = false;
+            return rc;
+        }
+        rc = job_update(conn, set, to, 0, 0);
         rc = rc < 0 ? rc : 1;
         goto out;
     }
-    for (size_t i = 0; i < set->n_tables; i++) {
-        const ix_table_t *t = &set->tables[i];
-        int consumed = 0, cleared = 0;
-        if ((rc = step_done(conn, t->slice, CHAT_IX_SLICE, false, 0, NULL)) < 0 ||
-            (rc = step_done(conn, t->consume, CHAT_IX_SLICE, false, 0, &consumed)) < 0)
+    for (; (size_t)tbl < set->n_tables; tbl++, off = 0) {
+        ix_run_t *run = &k->runs[tbl];
+        if ((size_t)off >= run->n)
+            continue;
+        size_t end = PL_MIN((size_t)off + CHAT_IX_SLICE, run->n);
+        if ((rc = slice(conn, &set->tables[tbl], run, (size_t)off, end)) < 0 ||
+            (rc = job_update(conn, set, filled, tbl, (int64_t)end)) < 0)
             return rc;
-        /* Fewer rows than a slice were left: the slice took them all. */
-        if (consumed == 0 && (rc = step_done(conn, t->clear, -1, false, 0, &cleared)) < 0)
-            return rc;
-        if (consumed || cleared) {
-            rc = 1;
-            goto out;
-        }
+        rc = 1;
+        goto out;
     }
     if ((rc = add_range(conn, set->set_upto, lo, hi)) < 0 ||
-        (rc = step_done(conn, "DELETE FROM temp.ix_job WHERE set_id = ?1", set->id, false, 0,
-                        NULL)) < 0)
+        (rc = step_done(conn, "DELETE FROM temp.ix_job WHERE set_id = ?1", set->id, false, 0)) < 0)
         return rc;
     pl_metric_add(c->shard, c->m.ix_rows, (uint64_t)(hi - lo));
     rc = 0;

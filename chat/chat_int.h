@@ -91,6 +91,8 @@ typedef struct chat {
                                        index catch-up (a hint, chat_index.c) */
     ix_sched_t cid_sched;           /* ... and the chat_ix_client one */
     struct chat_cids *cids;         /* store thread: client ids above the index (chat_index.c) */
+    struct chat_ixruns *ixruns;     /* store thread: the sorted runs of the catch-ups under
+                                       way (chat_index.c) */
     struct chat_devs *devs;         /* store thread: device lists by account (chat_devs.c) */
     pl_metrics_shard_t *shard;      /* written on the store thread only */
     struct {
@@ -502,6 +504,8 @@ int chat_cid_find(chat_t *c, pl_store_conn_t *conn, uint64_t sender, const char 
 /* After inserting message id with a client id (in the same request). */
 void chat_cid_added(chat_t *c, uint64_t sender, const char *client_id, uint64_t id);
 void chat_cids_free(chat_t *c);
+/* Frees the client-id memory and the catch-ups' runs (store thread, or after it ended). */
+void chat_ix_free(chat_t *c);
 
 /* ---- device lists in memory (chat_devs.c: store thread) ------------------------------ */
 

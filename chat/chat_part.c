@@ -311,7 +311,7 @@ static void chat_destroy(void *state)
 {
     chat_t *c = state;
     chat_mem_destroy(c->mem);     /* the store has closed: no exec can run any more */
-    chat_cids_free(c);
+    chat_ix_free(c);
     chat_devs_free(c);
     pthread_mutex_destroy(&c->lim_lock);
     free(c);
