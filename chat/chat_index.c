@@ -470,8 +470,8 @@ void chat_ix_free(chat_t *c)
  * leaves are written no more often than by one sorted insert -- and finally moves the
  * mark from lo to hi (only if it is still lo: another node may have moved it). Until
  * then the mark says lo, so nothing relies on the rows the job has added so far. A job
- * covers at most CHAT_IX_JOB_MAX messages (a run after a long pause, or a restart,
- * would hold them all in memory); the next one takes the rest.
+ * covers at most CHAT_IX_JOB_MAX messages (a run after a restart could hold a whole
+ * backlog in memory); the next one takes the rest.
  *
  * The job lives in a temporary table of the store's connection, part of its
  * transactions: a step rolled back with its request (or its whole transaction) is
@@ -481,8 +481,6 @@ void chat_ix_free(chat_t *c)
  * rollbacks changed. The memory (ix_sched_t) only says when to take the next step. A
  * reader that needs the index complete (history, find) drops the job and catches up
  * synchronously. */
-#define CHAT_IX_JOB_MAX (4 * CHAT_IX_RUN)
-
 static int step_done(pl_store_conn_t *conn, const char *sql, int64_t a, bool bind2, int64_t b)
 {
     sqlite3_stmt *st = pl_store_prepare(conn, sql);

@@ -489,6 +489,8 @@ int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id
 #define CHAT_IX_STEP_EVERY 512
 #define CHAT_IX_FILL 4096
 #define CHAT_IX_SLICE 2048
+/* The most messages one spread catch-up takes on (its sorted runs are in memory). */
+#define CHAT_IX_JOB_MAX (4 * CHAT_IX_RUN)
 /* Brings the index tables up to the newest message; run before reading them.
  * Returns 0 or a negative store error. */
 int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn);

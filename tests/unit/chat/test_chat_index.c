@@ -4,7 +4,8 @@
  * nowhere), a second one finds nothing to do, a catch-up rolled back with its request
  * leaves nothing behind and the next one indexes the rows that really exist, the
  * schema step from version 1 indexes the messages already there, and chat_ix_added
- * starts a catch-up every CHAT_IX_RUN rows and completes it in steps; a spread
+ * starts a catch-up every CHAT_IX_RUN rows and completes it in steps (a backlog larger
+ * than CHAT_IX_JOB_MAX in several jobs); a spread
  * catch-up whose steps are rolled back (a whole transaction, or a request's savepoint)
  * ends with exactly the rows a synchronous one adds, never moves a mark early, and is
  * dropped for a synchronous catch-up when a reader needs the index. The idempotency look-up (chat_cid_find): a client
@@ -342,6 +343,30 @@ static void test_spread_catch_up(void **state)
     close_fx(f);
 }
 
+/* A backlog larger than one job: the first job moves the marks to CHAT_IX_JOB_MAX
+ * messages above them, the next one takes the rest. */
+static void test_spread_job_capped(void **state)
+{
+    (void)state;
+    fx_t *f = open_fx(chat_schema.n_steps);
+    add_many(f, CHAT_IX_JOB_MAX + 1000, 1);
+    sqlite3_int64 top = one(&f->conn, "SELECT max(id) FROM chat_messages");
+    int n = 0;
+    while (one(&f->conn, "SELECT upto FROM chat_ix_state") == 0) {
+        assert_true(++n < 1000);
+        step(f);
+    }
+    assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"), CHAT_IX_JOB_MAX);
+    while (one(&f->conn, "SELECT upto = m AND client_upto = m FROM chat_ix_state,"
+               " (SELECT max(id) AS m FROM chat_messages)") == 0) {
+        assert_true(++n < 1000);
+        step(f);
+    }
+    assert_int_equal(one(&f->conn, "SELECT upto FROM chat_ix_state"), top);
+    assert_int_equal(missing(f), 0);
+    close_fx(f);
+}
+
 /* A message from sender with client id cid, as chat_send.c adds it; returns its id. */
 static uint64_t add_cid(fx_t *f, int sender, const char *cid)
 {
@@ -533,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_migration_indexes_old_rows),
         cmocka_unit_test(test_added_runs),
         cmocka_unit_test(test_spread_catch_up),
+        cmocka_unit_test(test_spread_job_capped),
         cmocka_unit_test(test_client_ids),
         cmocka_unit_test(test_client_ids_other_connection),
         cmocka_unit_test(test_client_ids_many),
