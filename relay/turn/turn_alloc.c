@@ -137,6 +137,7 @@ int pl_turn_alloc_new(pl_turn_server_t *s, const pl_turn_conn_t *conn, const cha
     a->created_ms = pl_turn_now_ms(s);
     for (int f = 0; f < 2; f++) {
         a->relay[f].fd = -1;
+        a->relay[f].hold_fd = -1;
         a->relay[f].fam_idx = (uint8_t)f;
         a->relay[f].alloc = a;
     }

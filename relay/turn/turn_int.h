@@ -313,6 +313,7 @@ typedef struct pl_turn_relay {
     pl_turn_alloc_t *alloc;     /* back pointer */
     void *io_data;              /* the I/O implementation's own use */
     uint32_t rxq_drops;         /* io: last SO_RXQ_OVFL count seen (stream clients) */
+    int hold_fd;                /* io: a TCP allocation's UDP socket holding its port, or -1 */
 } pl_turn_relay_t;
 
 enum { PL_TURN_SEND_DF = 1u << 0 };     /* send_peer flags: DONT-FRAGMENT */

@@ -157,6 +157,10 @@ void pl_turn_streams_relay_close(pl_turn_streams_t *st, pl_turn_relay_t *relay)
     pl_loop_del_fd(st->loop, relay->fd);
     close(relay->fd);
     relay->fd = -1;
+    if (relay->hold_fd >= 0) {
+        close(relay->hold_fd);
+        relay->hold_fd = -1;
+    }
 }
 
 static void pause_relay(pl_turn_sconn_t *c, pl_turn_relay_t *relay)
@@ -211,10 +215,41 @@ static void on_relay(pl_loop_t *loop, int fd, uint32_t events, void *arg)
             return;
 }
 
+/* 0 when nothing holds addr's TCP port (a socket without SO_REUSEPORT can bind it),
+ * else -EADDRINUSE or another -errno. */
+static int tcp_port_free(const pl_sockaddr_t *addr)
+{
+    int fd = pl_net_listen(addr, SOCK_STREAM, PL_LISTEN_V6ONLY, 1);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
+}
+
 int pl_turn_streams_relay_open(pl_turn_streams_t *st, pl_turn_relay_t *relay)
 {
-    if (relay->alloc->tcp)
-        return pl_turn_tcprelay_listen(st, relay);
+    if (relay->alloc->tcp) {
+        /* The relayed TCP listener takes SO_REUSEPORT (the connects to peers bind its
+         * address too), and so would share its port -- and its incoming peers -- with
+         * any other SO_REUSEPORT listener of this user on it: one of parleyd's own
+         * listeners, another instance's relayed port. A UDP socket bound without reuse
+         * holds the port exclusively, as a UDP allocation's socket does, and the pick
+         * moves on to another port when it cannot. */
+        int hold = pl_net_listen(&relay->addr, SOCK_DGRAM, PL_LISTEN_V6ONLY, 0);
+        if (hold < 0)
+            return hold;
+        /* ... and a TCP socket bound without SO_REUSEPORT (then closed) finds a
+         * listener that holds only TCP, such as parleyd's own TLS listener. */
+        int rc = tcp_port_free(&relay->addr);
+        if (rc == 0)
+            rc = pl_turn_tcprelay_listen(st, relay);
+        if (rc < 0) {
+            close(hold);
+            return rc;
+        }
+        relay->hold_fd = hold;
+        return 0;
+    }
     int fd = pl_net_listen(&relay->addr, SOCK_DGRAM, PL_LISTEN_V6ONLY, 0);
     if (fd < 0)
         return fd;

@@ -228,6 +228,9 @@ typedef struct plane {
     char dir[64];
 } plane_t;
 
+/* An override plane_start adds last when set (a test's own relay_ports). */
+static const char *plane_extra;
+
 static void plane_start(plane_t *p, const char *listen, unsigned threads, bool tls)
 {
     memset(p, 0, sizeof *p);
@@ -236,6 +239,8 @@ static void plane_start(plane_t *p, const char *listen, unsigned threads, bool t
     const char *ov[8] = {l, "turn.allowed_peers=127.0.0.1,::1", "turn.relay_ports=46000-46999",
                          "turn.tls_listen=127.0.0.1:0"};
     size_t n = 4;
+    if (plane_extra)
+        ov[n++] = plane_extra;
     if (tls) {
         snprintf(p->dir, sizeof p->dir, "/tmp/pl-turn-tls-XXXXXX");
         assert_non_null(mkdtemp(p->dir));
@@ -617,6 +622,65 @@ static void test_rfc6062_connect(void **state)
     plane_stop(&p);
 }
 
+/* A TCP allocation's relayed port is its own: its listener takes SO_REUSEPORT, which
+ * would share a port -- and the peers connecting to it -- with another SO_REUSEPORT
+ * listener of this user there (parleyd's TLS listener, another instance's relayed
+ * port). With the relay range two ports, one of them such a listener's, every TCP
+ * allocation gets the other; and while it lives, its port cannot be bound. */
+static int bound_port(int fd)
+{
+    pl_sockaddr_t a;
+    assert_int_equal(pl_net_local_addr(fd, &a), 0);
+    return pl_sockaddr_port(&a);
+}
+
+static void test_tcp_relay_port_exclusive(void **state)
+{
+    (void)state;
+    pl_sockaddr_t any, at;
+    pl_sockaddr_parse("127.0.0.1:0", -1, &any);
+    int foreign = -1, port = 0;
+    for (int i = 0; i < 50 && foreign < 0; i++) {
+        foreign = pl_net_listen(&any, SOCK_STREAM, PL_LISTEN_REUSEPORT, 8);
+        assert_true(foreign >= 0);
+        port = bound_port(foreign);
+        /* The port above must be free for both protocols. */
+        at = any;
+        pl_sockaddr_set_port(&at, (uint16_t)(port + 1));
+        int t = port < 65535 ? pl_net_listen(&at, SOCK_STREAM, 0, 1) : -1;
+        int u = t >= 0 ? pl_net_listen(&at, SOCK_DGRAM, 0, 0) : -1;
+        if (t >= 0)
+            close(t);
+        if (u >= 0)
+            close(u);
+        if (u < 0) {
+            close(foreign);
+            foreign = -1;
+        }
+    }
+    assert_true(foreign >= 0);
+    char range[64];
+    snprintf(range, sizeof range, "turn.relay_ports=%d-%d", port, port + 1);
+    plane_extra = range;
+    plane_t p;
+    plane_start(&p, "127.0.0.1:0", 1, false);
+    plane_extra = NULL;
+    for (int round = 0; round < 8; round++) {
+        sclient_t *ctl = sc_open(&p.tcp, false);
+        pl_sockaddr_t relayed;
+        sc_allocate(ctl, true, &relayed);
+        assert_int_equal(pl_sockaddr_port(&relayed), port + 1);
+        if (round == 0) {
+            int u = pl_net_listen(&relayed, SOCK_DGRAM, 0, 0);
+            assert_int_equal(u, -EADDRINUSE);
+        }
+        sc_close(ctl);
+        wait_ports_free(&p);
+    }
+    plane_stop(&p);
+    close(foreign);
+}
+
 /* Peers connect to the relayed address; each data connection may land on either of
  * two threads, and those on the other thread are handed over. */
 static void test_rfc6062_incoming_handover(void **state)
@@ -687,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_backpressure_udp_peer),
         cmocka_unit_test(test_rfc6062_connect),
         cmocka_unit_test(test_rfc6062_incoming_handover),
+        cmocka_unit_test(test_tcp_relay_port_exclusive),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
