@@ -229,8 +229,10 @@ static void run_push(ix_run_t *r, int64_t a, int64_t b, const char *t, size_t t_
 /* Sorts the keys from `from` on and merges them with the sorted ones before. */
 static void run_sort_tail(ix_run_t *r, size_t from)
 {
+    if (from == r->n)
+        return;                         /* nothing new (and v may still be NULL) */
     qsort_r(r->v + from, r->n - from, sizeof(*r->v), key_cmp, r);
-    if (from == 0 || from == r->n || key_cmp(&r->v[from - 1], &r->v[from], r) <= 0)
+    if (from == 0 || key_cmp(&r->v[from - 1], &r->v[from], r) <= 0)
         return;
     size_t i = 0, j = from, o = 0;
     while (i < from && j < r->n)
