@@ -246,10 +246,12 @@ static void run_sort_tail(ix_run_t *r, size_t from)
     r->scratch = t;
 }
 
-/* Reads the keys of the rows from < id <= to into the set's runs, sorted. */
+/* Reads the keys of the rows from < id <= to into the set's runs, sorted. On an
+ * error the cache is invalid (the next step reads it again). */
 static int cache_read(ix_cache_t *k, pl_store_conn_t *conn, const ix_set_t *set, int64_t from,
                       int64_t to)
 {
+    k->valid = false;
     for (size_t i = 0; i < set->n_tables; i++) {
         const ix_table_t *t = &set->tables[i];
         ix_run_t *r = &k->runs[i];
@@ -271,6 +273,7 @@ static int cache_read(ix_cache_t *k, pl_store_conn_t *conn, const ix_set_t *set,
         run_sort_tail(r, before);
     }
     k->filled = to;
+    k->valid = true;
     return 0;
 }
 
@@ -282,14 +285,14 @@ static int cache_sync(ix_cache_t *k, pl_store_conn_t *conn, const ix_set_t *set,
     /* A fill step whose request rolled back left keys the database does not count. */
     if (!k->valid || k->lo != lo || k->hi != hi || k->epoch != epoch || k->filled > filled) {
         for (size_t i = 0; i < set->n_tables; i++)
-            run_clear(&k->runs[i]);
-        *k = (ix_cache_t){ .valid = true, .lo = lo, .hi = hi, .filled = lo, .epoch = epoch,
-                           .runs = { k->runs[0], k->runs[1] } };
+            run_clear(&k->runs[i]);         /* the buffers stay for the next run */
+        k->valid = true;
+        k->lo = lo;
+        k->hi = hi;
+        k->filled = lo;
+        k->epoch = epoch;
     }
-    int rc = k->filled < filled ? cache_read(k, conn, set, k->filled, filled) : 0;
-    if (rc < 0)
-        k->valid = false;
-    return rc;
+    return k->filled < filled ? cache_read(k, conn, set, k->filled, filled) : 0;
 }
 
 /* pl_ixrun(run, from, to): rows from <= i < to of a sorted run, as (a, b, t, id); run is
@@ -592,10 +595,8 @@ static int job_step(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set)
         return rc;
     if (filled < hi) {
         int64_t to = PL_MIN(filled + CHAT_IX_FILL, hi);
-        if ((rc = cache_read(k, conn, set, filled, to)) < 0) {
-            k->valid = false;
+        if ((rc = cache_read(k, conn, set, filled, to)) < 0)
             return rc;
-        }
         rc = job_update(conn, set, to, 0, 0);
         rc = rc < 0 ? rc : 1;
         goto out;

@@ -484,8 +484,8 @@ int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id
  * catch-up that make it worth another one. */
 #define CHAT_IX_RUN 16384
 /* Messages between two steps of a catch-up under way (a run takes ~20 steps), the
- * messages one step copies into the run tables, and the rows one step moves from a run
- * table into its index. */
+ * messages whose keys one step reads into the sorted runs in memory, and the keys one
+ * step moves from a run into its index. */
 #define CHAT_IX_STEP_EVERY 512
 #define CHAT_IX_FILL 4096
 #define CHAT_IX_SLICE 2048

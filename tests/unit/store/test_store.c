@@ -301,13 +301,21 @@ static void blocker_release(blocker_t *b)
     pthread_mutex_unlock(&b->lock);
 }
 
-static void run_queued_writes(fixture_t *f, unsigned batch_max, int n, pl_store_stats_t *stats)
+/* A store whose thread is held inside a blocker's request: what is submitted next
+ * queues up and runs as one batch once the blocker is released. */
+static pl_store_t *held_store(fixture_t *f, unsigned batch_max, collector_t *c, blocker_t *b)
 {
     pl_store_t *st = open_store(f->path, schemas_v2, batch_max);
+    collector_init(c);
+    blocker_start(b, st, c);
+    return st;
+}
+
+static void run_queued_writes(fixture_t *f, unsigned batch_max, int n, pl_store_stats_t *stats)
+{
     collector_t c;
-    collector_init(&c);
     blocker_t b;
-    blocker_start(&b, st, &c);
+    pl_store_t *st = held_store(f, batch_max, &c, &b);
     int done = 0, status_sum = 0;
     for (int i = 0; i < n; i++) {
         char key[32];
@@ -348,12 +356,9 @@ static void test_group_commit_respects_batch_max(void **state)
 
 static void test_failed_request_rolls_back_only_itself(void **state)
 {
-    fixture_t *f = *state;
-    pl_store_t *st = open_store(f->path, schemas_v2, 0);
     collector_t c;
-    collector_init(&c);
     blocker_t b;
-    blocker_start(&b, st, &c);
+    pl_store_t *st = held_store(*state, 0, &c, &b);
     int s1 = 1, s2 = 1, s3 = 1, s4 = 1;
     kv_req_t *r1 = kv_new(kv_insert_exec, "a", 1, &c);
     kv_req_t *r2 = kv_new(kv_insert_exec, "b", 2, &c);     /* inserts, then fails */
@@ -392,12 +397,9 @@ static int kv_fail_exec(pl_store_conn_t *conn, pl_store_req_t *req)
 
 static void test_no_savepoint_failure_after_write_fails_its_transaction(void **state)
 {
-    fixture_t *f = *state;
-    pl_store_t *st = open_store(f->path, schemas_v2, 0);
     collector_t c;
-    collector_init(&c);
     blocker_t b;
-    blocker_start(&b, st, &c);
+    pl_store_t *st = held_store(*state, 0, &c, &b);
     int s[6] = { 1, 1, 1, 1, 1, 1 };
     kv_req_t *r[6] = {
         kv_new(kv_insert_exec, "a", 1, &c),
