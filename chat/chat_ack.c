@@ -219,14 +219,13 @@ static int delete_envelope(chat_op_t *op, pl_store_conn_t *conn, uint64_t id)
 #define ACK_DELETE_EACH 8
 
 /* Acknowledgement up to a cursor: the queued ids up to it with their senders (one
- * range read; the join is a rowid look-up inside it, cheaper than a statement per
- * message afterwards), then one range delete. Returns 0 or < 0. */
+ * range read of the envelopes, which name the sender; 0 from an older row is looked
+ * up by settle_ack), then one range delete. Returns 0 or < 0. */
 static int ack_upto(chat_op_t *op, pl_store_conn_t *conn, chat_dev_t *d, receipts_t *r)
 {
     sqlite3_stmt *st = pl_store_prepare(conn,
-        "SELECT e.message_id, m.sender_id FROM chat_envelopes e"
-        " JOIN chat_messages m ON m.id = e.message_id"
-        " WHERE e.device_id = ?1 AND e.message_id <= ?2");
+        "SELECT message_id, sender_id FROM chat_envelopes"
+        " WHERE device_id = ?1 AND message_id <= ?2");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)op->device_id);

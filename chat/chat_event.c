@@ -76,8 +76,8 @@ static int emit_to(chat_op_t *op, pl_store_conn_t *conn, int kind, uint64_t grou
     sqlite3_stmt *st = NULL;
     for (long i = 0; rc >= 0 && i < n; i++) {
         st = pl_store_prepare(conn,
-            "INSERT INTO chat_envelopes(device_id, message_id, expires_at, ctype)"
-            " VALUES (?1, ?2, ?3, 0)");
+            "INSERT INTO chat_envelopes(device_id, message_id, expires_at, ctype, sender_id)"
+            " VALUES (?1, ?2, ?3, 0, ?4)");
         if (!st) {
             rc = PL_ESTATE;
             break;
@@ -85,6 +85,7 @@ static int emit_to(chat_op_t *op, pl_store_conn_t *conn, int kind, uint64_t grou
         sqlite3_bind_int64(st, 1, (sqlite3_int64)devs[2 * i]);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)(op->now_ms + op->lim.ttl_ms));
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)op->account_id);
         rc = pl_store_step_done(conn, st);
     }
     if (rc >= 0) {

@@ -7,7 +7,9 @@
  *                     envelopes still queued.
  *   chat_envelopes    the per-device queues, ordered by message id: a direct message's
  *                     per-device ciphertext lives here and nowhere else, so deleting
- *                     the envelope at the acknowledgement deletes the ciphertext.
+ *                     the envelope at the acknowledgement deletes the ciphertext;
+ *                     `sender_id` (version 4) repeats the message's sender for the
+ *                     acknowledgement's receipt.
  *   chat_ix_conv, chat_ix_sender, chat_ix_client, chat_ix_state
  *                     the history (by conversation), find (by sender) and idempotency
  *                     (sender, client id) indexes of chat_messages, as tables that
@@ -161,6 +163,13 @@ static const pl_store_migration_t steps[] = {
       "  ORDER BY sender_id, client_id, id;"
       "UPDATE chat_ix_state SET client_upto = upto;"
       "DROP INDEX chat_messages_client;" },
+    /* An envelope names its message's sender, so an acknowledgement finds whom to tell
+     * without reading the message row (chat_ack.c); 0 (rows from before, or written by
+     * an older node sharing the database) means "look it up". */
+    { 4,
+      "ALTER TABLE chat_envelopes ADD COLUMN sender_id INTEGER NOT NULL DEFAULT 0;"
+      "UPDATE chat_envelopes SET sender_id = COALESCE((SELECT m.sender_id FROM chat_messages m"
+      "  WHERE m.id = chat_envelopes.message_id), 0);" },
 };
 
 const pl_store_schema_t chat_schema = { "chat", steps, PL_ARRAY_LEN(steps) };

@@ -88,8 +88,8 @@ static int insert_envelope(chat_op_t *op, pl_store_conn_t *conn, uint64_t device
                            uint64_t message_id, int ctype, const char *body)
 {
     sqlite3_stmt *st = pl_store_prepare(conn,
-        "INSERT INTO chat_envelopes(device_id, message_id, expires_at, ctype, body)"
-        " VALUES (?1, ?2, ?3, ?4, ?5)");
+        "INSERT INTO chat_envelopes(device_id, message_id, expires_at, ctype, body, sender_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     if (!st)
         return PL_ESTATE;
     sqlite3_bind_int64(st, 1, (sqlite3_int64)device_id);
@@ -98,6 +98,7 @@ static int insert_envelope(chat_op_t *op, pl_store_conn_t *conn, uint64_t device
     sqlite3_bind_int(st, 4, ctype);
     if (body)
         sqlite3_bind_text(st, 5, body, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)op->account_id);
     return pl_store_step_done(conn, st);
 }
 
