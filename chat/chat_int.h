@@ -482,8 +482,8 @@ int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id
 /* chat_index.c (store thread): the lookup indexes chat_ix_conv, chat_ix_sender and
  * chat_ix_client trail chat_messages and catch up in sorted runs. Messages added since the last
  * catch-up that make it worth another one. */
-#define CHAT_IX_RUN 16384
-/* Messages between two steps of a catch-up under way (a run takes ~20 steps), the
+#define CHAT_IX_RUN 32768
+/* Messages between two steps of a catch-up under way (a run takes ~40 steps), the
  * messages whose keys one step reads into the sorted runs in memory, and the keys one
  * step moves from a run into its index. */
 #define CHAT_IX_STEP_EVERY 512
