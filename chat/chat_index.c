@@ -9,8 +9,10 @@
  * catch-up adds the rows above it, sorted, in one statement per table -- a leaf then
  * takes many entries per write. A catch-up starts when CHAT_IX_RUN rows have been added
  * since the last one began and goes in steps between sends (see "spread catch-ups"
- * below); before every lookup that reads the indexes one runs in a single go, so a
- * lookup sees every committed message as before.
+ * below). A lookup that reads the indexes sees every committed message as before: when
+ * at most CHAT_IX_SYNC_MAX rows trail them it first runs a catch-up in a single go;
+ * past that, which would hold the store thread for tens of milliseconds, it reads the
+ * rows above the mark from chat_messages instead (chat_ix_lookup_mark, chat_query.c).
  *
  * Everything that counts is in the database: a catch-up is part of the transaction of
  * the request that runs it, so a rollback takes its rows and its new upto along, and
@@ -484,8 +486,8 @@ void chat_ix_free(chat_t *c)
  * job row says has been read: rebuilt from the database when it says less (a fill
  * step rolled back), or when the job or the store's count of whole-transaction
  * rollbacks changed. The memory (ix_sched_t) only says when to take the next step. A
- * reader that needs the index complete (history, find) drops the job and catches up
- * synchronously. */
+ * reader that catches the index up in one go (history, find, with few rows trailing)
+ * drops the job first. */
 static int step_done(pl_store_conn_t *conn, const char *sql, int64_t a, bool bind2, int64_t b)
 {
     sqlite3_stmt *st = pl_store_prepare(conn, sql);
@@ -652,6 +654,18 @@ static int catch_up(chat_t *c, pl_store_conn_t *conn, const ix_set_t *set, ix_sc
 int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn)
 {
     return catch_up(c, conn, &history_set, &c->ix_sched);
+}
+
+int64_t chat_ix_lookup_mark(chat_t *c, pl_store_conn_t *conn)
+{
+    int64_t upto = query_int(conn, history_set.get_upto);
+    int64_t top = upto < 0 ? upto : query_int(conn, "SELECT max(id) FROM chat_messages");
+    if (top < 0)
+        return top;
+    if (top - upto > CHAT_IX_SYNC_MAX)
+        return upto;
+    int rc = catch_up(c, conn, &history_set, &c->ix_sched);
+    return rc < 0 ? rc : INT64_MAX;
 }
 
 int chat_cid_catch_up(chat_t *c, pl_store_conn_t *conn)

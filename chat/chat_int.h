@@ -494,6 +494,17 @@ int chat_receipts_send(chat_op_t *op, pl_store_conn_t *conn, uint64_t account_id
 /* Brings the index tables up to the newest message; run before reading them.
  * Returns 0 or a negative store error. */
 int chat_ix_catch_up(chat_t *c, pl_store_conn_t *conn);
+/* A lookup catches the history and find indexes up first only when at most this many
+ * rows trail them (a few milliseconds); past that, catching up in one go would hold
+ * the store thread for tens of milliseconds, so the lookup reads the rows above the
+ * mark from chat_messages instead. */
+#define CHAT_IX_SYNC_MAX 4096
+/* For a lookup in chat_ix_conv or chat_ix_sender: catches them up when at most
+ * CHAT_IX_SYNC_MAX rows trail and returns INT64_MAX (the tables hold every message);
+ * else returns their mark: they hold every message id up to it (and perhaps some
+ * above, added by a catch-up under way), and the lookup reads the ids above it from
+ * chat_messages. A negative store error otherwise. */
+int64_t chat_ix_lookup_mark(chat_t *c, pl_store_conn_t *conn);
 /* Brings chat_ix_client up to the newest message. Returns 0 or a negative store error. */
 int chat_cid_catch_up(chat_t *c, pl_store_conn_t *conn);
 /* After adding a row to chat_messages: starts a catch-up of each index set every

@@ -251,27 +251,42 @@ static int exec_history(chat_op_t *op, pl_store_conn_t *conn)
     int64_t before = jb ? json_integer_value(jb) : INT64_MAX;
     int limit = jl ? (int)json_integer_value(jl) : 50;
     limit = PL_MIN(limit, (int)op->lim.history_max);
-    int rc = chat_ix_catch_up(op->chat, conn);
-    if (rc < 0)
-        return rc;
-    sqlite3_stmt *st = pl_store_prepare(conn, "SELECT " COLS " FROM chat_ix_conv x"
-        " CROSS JOIN chat_messages m ON m.id = x.id" JOINS
-        " WHERE x.conv_a = ?1 AND x.conv_b = ?2 AND x.id < ?3 ORDER BY x.id DESC LIMIT ?4");
-    if (!st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)a);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)b);
-    sqlite3_bind_int64(st, 3, before);
-    sqlite3_bind_int(st, 4, limit + 1);
+    int64_t mark = chat_ix_lookup_mark(op->chat, conn);
+    if (mark < 0)
+        return (int)mark;
     json_t *arr = json_array();
     json_object_set_new(chat_op_result(op), "messages", arr);
-    int n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < limit) {
-        json_array_append_new(arr, row_json(op, st));
-        n++;
+    int n = 0, rc = SQLITE_DONE;
+    bool more = false;
+    /* Newest first: the messages above the index's mark (chat_index.c), read from
+     * chat_messages, come before every one the index holds up to it. */
+    for (int part = mark == INT64_MAX; part < 2 && !more; part++) {
+        sqlite3_stmt *st = pl_store_prepare(conn, part == 0
+            ? "SELECT " COLS FROM " WHERE m.id > ?5 AND m.id < ?3 AND m.conv_a = ?1"
+              " AND m.conv_b = ?2 AND m.kind <> 2 ORDER BY m.id DESC LIMIT ?4"
+            : "SELECT " COLS " FROM chat_ix_conv x CROSS JOIN chat_messages m ON m.id = x.id"
+              JOINS " WHERE x.conv_a = ?1 AND x.conv_b = ?2 AND x.id < ?3 AND x.id <= ?5"
+              " ORDER BY x.id DESC LIMIT ?4");
+        if (!st)
+            return PL_ESTATE;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)a);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)b);
+        sqlite3_bind_int64(st, 3, before);
+        sqlite3_bind_int(st, 4, limit - n + 1);
+        sqlite3_bind_int64(st, 5, mark);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == limit) {
+                more = true;
+                break;
+            }
+            json_array_append_new(arr, row_json(op, st));
+            n++;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return PL_ESTATE;
     }
-    json_object_set_new(op->result, "more", json_boolean(rc == SQLITE_ROW));
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : PL_ESTATE;
+    json_object_set_new(op->result, "more", json_boolean(more));
+    return 0;
 }
 
 static void h_history(pl_sig_req_t *req, void *arg)
@@ -294,33 +309,40 @@ static int exec_find(chat_op_t *op, pl_store_conn_t *conn)
     json_t *jb = json_object_get(op->in, "before");
     json_t *jl = json_object_get(op->in, "limit");
     int limit = PL_MIN(jl ? (int)json_integer_value(jl) : 50, (int)op->lim.history_max);
-    int rc = chat_ix_catch_up(op->chat, conn);
-    if (rc < 0)
-        return rc;
-    sqlite3_stmt *st = pl_store_prepare(conn, "SELECT " COLS " FROM chat_ix_sender x"
-        " CROSS JOIN chat_messages m ON m.id = x.id" JOINS
-        " WHERE x.sender_id = ?1 AND x.id < ?2 ORDER BY x.id DESC LIMIT ?3");
-    if (!st)
-        return PL_ESTATE;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->account_id);
-    sqlite3_bind_int64(st, 2, jb ? json_integer_value(jb) : INT64_MAX);
-    sqlite3_bind_int(st, 3, FIND_SCAN_MAX);
+    int64_t mark = chat_ix_lookup_mark(op->chat, conn);
+    if (mark < 0)
+        return (int)mark;
     json_t *arr = json_array();
     json_object_set_new(chat_op_result(op), "messages", arr);
-    int n = 0, scanned = 0;
-    rc = SQLITE_DONE;
+    int n = 0, scanned = 0, rc = SQLITE_DONE;
     int64_t last = 0;
-    /* Bounded scan: a long history is walked over several calls with next_before. */
-    while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        scanned++;
-        last = sqlite3_column_int64(st, C_ID);
-        if (strcmp(status_of(st), want) == 0) {
-            json_array_append_new(arr, row_json(op, st));
-            n++;
+    /* Bounded scan: a long history is walked over several calls with next_before. The
+     * messages above the index's mark come first, as in exec_history. */
+    for (int part = mark == INT64_MAX; part < 2 && n < limit && scanned < FIND_SCAN_MAX;
+         part++) {
+        sqlite3_stmt *st = pl_store_prepare(conn, part == 0
+            ? "SELECT " COLS FROM " WHERE m.id > ?4 AND m.id < ?2 AND m.sender_id = ?1"
+              " AND m.kind = 0 ORDER BY m.id DESC LIMIT ?3"
+            : "SELECT " COLS " FROM chat_ix_sender x CROSS JOIN chat_messages m ON m.id = x.id"
+              JOINS " WHERE x.sender_id = ?1 AND x.id < ?2 AND x.id <= ?4"
+              " ORDER BY x.id DESC LIMIT ?3");
+        if (!st)
+            return PL_ESTATE;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)op->account_id);
+        sqlite3_bind_int64(st, 2, jb ? json_integer_value(jb) : INT64_MAX);
+        sqlite3_bind_int(st, 3, FIND_SCAN_MAX - scanned);
+        sqlite3_bind_int64(st, 4, mark);
+        while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            scanned++;
+            last = sqlite3_column_int64(st, C_ID);
+            if (strcmp(status_of(st), want) == 0) {
+                json_array_append_new(arr, row_json(op, st));
+                n++;
+            }
         }
+        if (n < limit && rc != SQLITE_DONE)
+            return PL_ESTATE;
     }
-    if (n < limit && rc != SQLITE_DONE)
-        return PL_ESTATE;
     bool more = n == limit || scanned == FIND_SCAN_MAX;
     json_object_set_new(op->result, "next_before", more && last ? json_integer(last) : json_null());
     return 0;

@@ -663,6 +663,56 @@ describe('chat: long queues', () => {
   });
 });
 
+describe('chat: lookups when the index trails far behind', () => {
+  let d;
+  before(async () => { d = await startChat(); });
+  after(async () => { await stopClean(d); });
+
+  const indexRows = async () => sample(parsePrometheus((await d.admin('/metrics')).text),
+    'parley_chat_index_rows_total').value;
+
+  test('history and find read the messages above the index\'s mark from the table, newest first across it', async () => {
+    const alice = await register(d), bob = await register(d);
+    const carol = await register(d), dave = await register(d);
+    const ca = await Client.connect(d, alice, { sync: true });
+    const cc = await Client.connect(d, carol);
+    const ids = [];
+    const send = async (tag) =>
+      ids.push((await ca.ok(directFrame(bob.username, [bob.device_id], tag))).message_id);
+    for (let i = 0; i < 3; i++) await send(`o${i}`);
+    // Few messages trail the index: the lookup catches it up first.
+    const h0 = await ca.ok({ type: 'chat.history', with: bob.username });
+    assert.deepEqual(h0.messages.map((x) => x.message_id), [...ids].reverse());
+    const rows = await indexRows();
+    assert.ok(rows >= 3, 'the lookup caught the index up');
+    // Past CHAT_IX_SYNC_MAX (4,096) rows above the mark a lookup reads those from the
+    // messages table instead of holding the store thread for a whole catch-up.
+    for (let i = 0; i < 4200; i++)
+      await cc.ok(directFrame(dave.username, [dave.device_id], `f${i}`));
+    for (let i = 3; i < 6; i++) await send(`n${i}`);
+    const h1 = await ca.ok({ type: 'chat.history', with: bob.username, limit: 4 });
+    assert.deepEqual(h1.messages.map((x) => x.message_id), [ids[5], ids[4], ids[3], ids[2]]);
+    assert.equal(h1.more, true);
+    const h2 = await ca.ok({ type: 'chat.history', with: bob.username, limit: 3 });
+    assert.deepEqual(h2.messages.map((x) => x.message_id), [ids[5], ids[4], ids[3]]);
+    assert.equal(h2.more, true, 'more, found below the mark');
+    const h3 = await ca.ok({ type: 'chat.history', with: bob.username, before: ids[4], limit: 5 });
+    assert.deepEqual(h3.messages.map((x) => x.message_id), [ids[3], ids[2], ids[1], ids[0]]);
+    assert.equal(h3.more, false);
+    const hc = await cc.ok({ type: 'chat.history', with: dave.username, limit: 2 });
+    assert.equal(hc.messages.length, 2);
+    assert.ok(hc.messages[0].message_id > hc.messages[1].message_id && hc.more);
+    const f1 = await ca.ok({ type: 'chat.find', status: 'sent', limit: 4 });
+    assert.deepEqual(f1.messages.map((x) => x.message_id), [ids[5], ids[4], ids[3], ids[2]]);
+    assert.equal(f1.next_before, ids[2]);
+    const f2 = await ca.ok({ type: 'chat.find', status: 'sent', before: ids[2] });
+    assert.deepEqual(f2.messages.map((x) => x.message_id), [ids[1], ids[0]]);
+    assert.equal(f2.next_before, null);
+    assert.equal(await indexRows(), rows, 'no catch-up in one go');
+    ca.close(); cc.close();
+  });
+});
+
 describe('chat: contacts and presence', () => {
   let d;
   before(async () => { d = await startChat(); });
