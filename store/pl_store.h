@@ -161,7 +161,9 @@ typedef struct pl_store_stats {
     uint64_t batches;               /* transactions committed or failed */
     uint64_t commit_failures;
     uint64_t max_batch;             /* largest batch seen */
-    uint64_t syncs;                 /* fdatasync calls of the syncer (synchronous=full) */
+    uint64_t syncs;                 /* fdatasync calls of the WAL (synchronous=full) */
+    uint64_t syncs_here;            /* ... of those, by the store thread itself: a batch
+                                       with nothing queued behind it */
 } pl_store_stats_t;
 void pl_store_get_stats(const pl_store_t *st, pl_store_stats_t *out);
 

@@ -65,14 +65,20 @@ int pl_store_sync_start(const char *db_path, pl_loop_t *loop, pl_msg_t *durable_
                         pl_metrics_t *metrics, pl_store_sync_t **out);
 /* Store thread: batches up to seq are committed; make them durable. */
 void pl_store_sync_request(pl_store_sync_t *s, uint64_t seq);
+/* Store thread, instead of a request when it has nothing else to run: makes batches up
+ * to seq durable with an fdatasync of its own (no wake-up of the syncer, no post back;
+ * the syncer may be syncing an earlier batch meanwhile). Returns the durable sequence
+ * number (>= seq); aborts the process if the sync fails, as the syncer does. shard:
+ * the caller's metrics shard or NULL. */
+uint64_t pl_store_sync_now(pl_store_sync_t *s, uint64_t seq, pl_metrics_shard_t *shard);
 /* Store thread: the highest durable seq. rearm (from durable_msg's handler): the next
  * completed sync posts durable_msg again; without it (between batches) the post stays
  * as it is. */
 uint64_t pl_store_sync_durable(pl_store_sync_t *s, bool rearm);
 /* Store thread: blocks until seq is durable (shutdown); returns the durable seq. */
 uint64_t pl_store_sync_wait(pl_store_sync_t *s, uint64_t seq);
-/* fdatasync calls so far. Any thread. */
-uint64_t pl_store_sync_count(const pl_store_sync_t *s);
+/* fdatasync calls so far, and in *here those of pl_store_sync_now. Any thread. */
+uint64_t pl_store_sync_count(const pl_store_sync_t *s, uint64_t *here);
 /* Syncs what was requested, then joins the thread. NULL is a no-op. */
 void pl_store_sync_stop(pl_store_sync_t *s);
 

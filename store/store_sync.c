@@ -17,8 +17,14 @@
  * pages, so acknowledging or retrying could claim data that is not on disk (the lesson
  * PostgreSQL drew in 2018); recovery from the WAL at the next start is the safe path.
  *
- * Threading: request/durable/wait on the store thread; the syncer thread is private.
- * The lock guards want/done/pending/stop and is a leaf lock. */
+ * When the store thread has nothing queued behind a batch it syncs that batch itself
+ * (pl_store_sync_now, with a descriptor of its own): waking this thread and being
+ * woken by its post cost the store more than the sync, and requests that arrive
+ * meanwhile simply form the next batch. Either thread may then find `done` moved past
+ * what it synced; it only ever grows.
+ *
+ * Threading: request/durable/wait/now on the store thread; the syncer thread is
+ * private. The lock guards want/done/pending/stop and is a leaf lock. */
 #include "store/store_int.h"
 #include "core/pl_log.h"
 
@@ -32,6 +38,7 @@
 struct pl_store_sync {
     char *wal_path;
     int fd;                     /* syncer thread; opened at the first sync */
+    int inline_fd;              /* store thread (pl_store_sync_now); opened at its first */
     pl_loop_t *loop;
     pl_msg_t *durable_msg;      /* posted to loop when done moves; owned by the store */
     pthread_t thread;
@@ -41,27 +48,37 @@ struct pl_store_sync {
     uint64_t done;              /* highest durable batch */
     bool pending;               /* durable_msg posted, its handler not yet run */
     bool stop;
-    _Atomic uint64_t n_syncs;
+    _Atomic uint64_t n_syncs;   /* both threads' */
+    _Atomic uint64_t n_syncs_here;  /* the store thread's (pl_store_sync_now) */
     pl_metrics_shard_t *shard;  /* the syncer thread's; NULL without metrics */
     pl_metric_id_t m_syncs, m_sync_s;
 };
 
-static int sync_once(pl_store_sync_t *s)
+/* fdatasync of the WAL through *fd (opened at the first call); shard: the calling
+ * thread's metrics shard, or NULL. */
+static int sync_once(pl_store_sync_t *s, int *fd, pl_metrics_shard_t *shard)
 {
-    if (s->fd < 0) {
-        s->fd = open(s->wal_path, O_RDWR | O_CLOEXEC);
-        if (s->fd < 0)
+    if (*fd < 0) {
+        *fd = open(s->wal_path, O_RDWR | O_CLOEXEC);
+        if (*fd < 0)
             return -errno;
     }
     uint64_t t0 = pl_now_mono_us();
-    if (fdatasync(s->fd) < 0)
+    if (fdatasync(*fd) < 0)
         return -errno;
     atomic_fetch_add_explicit(&s->n_syncs, 1, memory_order_relaxed);
-    if (s->shard) {
-        pl_metric_inc(s->shard, s->m_syncs);
-        pl_metric_observe(s->shard, s->m_sync_s, (double)(pl_now_mono_us() - t0) / 1e6);
+    if (shard) {
+        pl_metric_inc(shard, s->m_syncs);
+        pl_metric_observe(shard, s->m_sync_s, (double)(pl_now_mono_us() - t0) / 1e6);
     }
     return 0;
+}
+
+static void sync_failed(pl_store_sync_t *s, int rc)
+{
+    pl_log_error("store.fsync.failed", "path=%s error=%s action=abort",
+                 PL_LOG_QUOTED(s->wal_path), pl_strerror(rc));
+    abort();
 }
 
 static void *syncer_main(void *arg)
@@ -76,14 +93,12 @@ static void *syncer_main(void *arg)
             break;                          /* stop, and nothing left to sync */
         uint64_t target = s->want;
         pthread_mutex_unlock(&s->lock);
-        int rc = sync_once(s);
-        if (rc < 0) {
-            pl_log_error("store.fsync.failed", "path=%s error=%s action=abort",
-                         PL_LOG_QUOTED(s->wal_path), pl_strerror(rc));
-            abort();
-        }
+        int rc = sync_once(s, &s->fd, s->shard);
+        if (rc < 0)
+            sync_failed(s, rc);
         pthread_mutex_lock(&s->lock);
-        s->done = target;
+        if (target > s->done)               /* the store thread may have synced further */
+            s->done = target;
         bool post = !s->pending;
         s->pending = true;
         pthread_cond_broadcast(&s->cond);
@@ -114,6 +129,7 @@ int pl_store_sync_start(const char *db_path, pl_loop_t *loop, pl_msg_t *durable_
     memcpy(s->wal_path, db_path, n);
     memcpy(s->wal_path + n, "-wal", 5);
     s->fd = -1;
+    s->inline_fd = -1;
     s->loop = loop;
     s->durable_msg = durable_msg;
     pthread_mutex_init(&s->lock, NULL);
@@ -140,6 +156,28 @@ void pl_store_sync_request(pl_store_sync_t *s, uint64_t seq)
     pthread_mutex_unlock(&s->lock);
 }
 
+uint64_t pl_store_sync_now(pl_store_sync_t *s, uint64_t seq, pl_metrics_shard_t *shard)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t done = s->done;
+    pthread_mutex_unlock(&s->lock);
+    if (done >= seq)
+        return done;
+    int rc = sync_once(s, &s->inline_fd, shard);
+    if (rc < 0)
+        sync_failed(s, rc);
+    atomic_fetch_add_explicit(&s->n_syncs_here, 1, memory_order_relaxed);
+    pthread_mutex_lock(&s->lock);
+    if (seq > s->done)
+        s->done = seq;
+    if (seq > s->want)
+        s->want = seq;
+    done = s->done;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return done;
+}
+
 uint64_t pl_store_sync_durable(pl_store_sync_t *s, bool rearm)
 {
     pthread_mutex_lock(&s->lock);
@@ -160,8 +198,9 @@ uint64_t pl_store_sync_wait(pl_store_sync_t *s, uint64_t seq)
     return done;
 }
 
-uint64_t pl_store_sync_count(const pl_store_sync_t *s)
+uint64_t pl_store_sync_count(const pl_store_sync_t *s, uint64_t *here)
 {
+    *here = atomic_load_explicit(&s->n_syncs_here, memory_order_relaxed);
     return atomic_load_explicit(&s->n_syncs, memory_order_relaxed);
 }
 
@@ -176,6 +215,8 @@ void pl_store_sync_stop(pl_store_sync_t *s)
     pthread_join(s->thread, NULL);
     if (s->fd >= 0)
         close(s->fd);
+    if (s->inline_fd >= 0)
+        close(s->inline_fd);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s->wal_path);

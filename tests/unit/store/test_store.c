@@ -565,6 +565,15 @@ static void test_replies_wait_for_fdatasync(void **state)
     submit_probe(&p, "", &e, &r);
     collector_wait(&c, 1);
     assert_int_equal(r, e);
+    /* A write with nothing queued behind it: the store thread syncs it itself rather
+     * than waking the syncer (which would wake it again), and only then replies. */
+    pl_store_get_stats(p.st, &s);
+    uint64_t here = s.syncs_here;
+    submit_probe(&p, "alone", &e, &r);
+    collector_wait(&c, 1);
+    assert_true(r > e);
+    pl_store_get_stats(p.st, &s);
+    assert_int_equal(s.syncs_here, here + 1);
     pl_store_close(p.st);
     /* synchronous=normal: no syncer at all. */
     pl_store_opts_t o = { .path = f->path, .schemas = schemas_v2, .n_schemas = 1,
@@ -678,6 +687,9 @@ static void test_durable_results_leave_inside_next_batch(void **state)
     assert_true(s.syncs > e.syncs_before);
     assert_true(s.batches >= 2);
     assert_true(e.w_out_at_last);
+    /* W's batch had requests queued behind it: the syncer synced it while the store
+     * thread went on (nothing was left to sync when the queue ran dry). */
+    assert_int_equal(s.syncs_here, 0);
     assert_int_equal(kv_get(e.st, "w"), 0);
     pl_store_close(e.st);
 }
