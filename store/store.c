@@ -150,8 +150,9 @@ static void deliver_parked(pl_store_t *st, uint64_t durable, bool clean_only)
     }
 }
 
-/* After run_batch: replies now (nothing to wait for) or when the syncer says so. A
- * batch that wrote nothing still waits behind earlier parked batches, whose data it may
+/* After run_batch: replies now (nothing to wait for) or parks the batch until it is
+ * durable -- synced by the syncer, or (sync_here) by the caller right after. A batch
+ * that wrote nothing still waits behind earlier parked batches, whose data it may
  * have read. */
 static void settle_batch(pl_store_t *st, pl_store_req_t *batch, bool wrote, bool clean,
                          bool sync_here)
@@ -160,10 +161,11 @@ static void settle_batch(pl_store_t *st, pl_store_req_t *batch, bool wrote, bool
         deliver_all(batch);
         return;
     }
-    if (wrote && !sync_here)
-        pl_store_sync_request(st->sync, ++st->seq);
-    else if (wrote)
-        ++st->seq;
+    if (wrote) {
+        st->seq++;
+        if (!sync_here)                 /* else the caller syncs it itself */
+            pl_store_sync_request(st->sync, st->seq);
+    }
     parked_t *p = pl_xmalloc(sizeof(*p));
     *p = (parked_t){ .next = NULL, .seq = st->seq, .committed_us = pl_now_mono_us(),
                      .head = batch, .clean = clean };
